@@ -1,0 +1,5 @@
+import sys
+
+from saesuite.cli import main
+
+sys.exit(main())

@@ -1,0 +1,198 @@
+"""Loading CLIP vision backbones through open_clip and capturing a hooked activation.
+
+A hook point is named by a :class:`HookSpec`:
+
+* ``resid_cls:K`` -- the CLS token of a ViT's residual stream at the output of
+  block ``K`` (0-based; negative counts from the end, so ``-2`` is the
+  second-to-last block). ``d`` is the transformer width.
+* ``attnpool`` -- the output of a ModifiedResNet's attention pool, i.e. the image
+  embedding. ``d`` is the embedding width.
+
+``d`` is always read off the model, never hard-coded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Callable
+
+import torch
+from torch import nn
+
+from saesuite.errors import ConfigError
+
+SITES = ("resid_cls", "attnpool")
+_TINY_CONFIGS_REGISTERED = False
+
+
+@dataclass(frozen=True)
+class HookSpec:
+    """Where to read activations from: a site and, for ``resid_cls``, a block index."""
+
+    site: str
+    block: int | None = None
+
+    @classmethod
+    def parse(cls, text: str | dict) -> "HookSpec":
+        """Parse ``"resid_cls:22"``, ``"attnpool"`` or ``{"site": ..., "block": ...}``."""
+        if isinstance(text, dict):
+            site, block = text.get("site"), text.get("block")
+        else:
+            site, _, block_text = str(text).partition(":")
+            block = None
+            if block_text:
+                try:
+                    block = int(block_text)
+                except ValueError:
+                    raise ConfigError(f"hook {text!r}: block index {block_text!r} is not an integer") from None
+        if site not in SITES:
+            raise ConfigError(f"hook {text!r}: unknown site {site!r}; choose one of {', '.join(SITES)}")
+        if site == "resid_cls" and block is None:
+            raise ConfigError(f"hook {text!r}: resid_cls needs a block index, e.g. 'resid_cls:22'")
+        if site == "attnpool" and block is not None:
+            raise ConfigError(f"hook {text!r}: attnpool takes no block index")
+        return cls(site, block)
+
+    def __str__(self) -> str:
+        return self.site if self.block is None else f"{self.site}:{self.block}"
+
+
+def register_tiny_configs() -> None:
+    """Register the suite's tiny open_clip configs (``tiny-ViT``, ``tiny-RN``).
+
+    They are real ``VisionTransformer`` / ``ModifiedResNet`` towers with small
+    widths, used by the smoke config and the tests with ``pretrained: null``.
+    """
+    global _TINY_CONFIGS_REGISTERED
+    if _TINY_CONFIGS_REGISTERED:
+        return
+    import open_clip
+
+    config_dir = resources.files("saesuite") / "model_configs"
+    open_clip.add_model_config(str(config_dir))
+    _TINY_CONFIGS_REGISTERED = True
+
+
+class _StopForward(Exception):
+    """Raised from a hook to end the forward pass once the hooked layer has run."""
+
+
+@dataclass
+class Backbone:
+    """A CLIP vision tower with its preprocessing and one hook point.
+
+    ``model`` is the full open_clip model (its ``visual`` tower is what runs);
+    ``preprocess`` is the model's own eval transform; ``d`` is the hooked width.
+    """
+
+    name: str
+    pretrained: str | None
+    hook: HookSpec
+    model: nn.Module
+    preprocess: Callable
+    d: int
+    hook_module: nn.Module
+    init_seed: int | None = None  # the seed of random weights (pretrained None), else None
+
+    @property
+    def visual(self) -> nn.Module:
+        return self.model.visual
+
+    def _select(self, output: torch.Tensor) -> torch.Tensor:
+        if self.hook.site == "attnpool":
+            return output
+        # resid_cls: open_clip's transformer is batch-first ([B, L, D]) in
+        # current releases; older ones ran sequence-first ([L, B, D]).
+        batch_first = getattr(self.visual.transformer, "batch_first", True)
+        return output[:, 0] if batch_first else output[0]
+
+    @torch.inference_mode()
+    def activations(self, images: torch.Tensor) -> torch.Tensor:
+        """Hooked activation for a batch of preprocessed images: ``[B, 3, H, W] -> [B, d]``.
+
+        The forward pass stops as soon as the hooked module has run, so the
+        layers after it cost nothing.
+        """
+        captured: list[torch.Tensor] = []
+
+        def hook(_module, _inputs, output):
+            captured.append(self._select(output))
+            raise _StopForward
+
+        handle = self.hook_module.register_forward_hook(hook)
+        try:
+            self.visual(images)
+        except _StopForward:
+            pass
+        finally:
+            handle.remove()
+        if not captured:
+            raise RuntimeError(f"hook {self.hook} on {self.name} never fired")
+        return captured[0]
+
+
+def _resolve_hook(model: nn.Module, name: str, hook: HookSpec) -> tuple[HookSpec, nn.Module, int]:
+    visual = model.visual
+    kind = type(visual).__name__
+    if hook.site == "resid_cls":
+        blocks = getattr(getattr(visual, "transformer", None), "resblocks", None)
+        if blocks is None:
+            raise ConfigError(
+                f"hook {hook}: model {name!r} ({kind}) has no transformer blocks; "
+                "use 'attnpool' for ResNet models"
+            )
+        n = len(blocks)
+        block = hook.block + n if hook.block < 0 else hook.block
+        if not 0 <= block < n:
+            raise ConfigError(
+                f"hook {hook}: model {name!r} has {n} blocks (indices 0..{n - 1}, or -{n}..-1); "
+                f"block {hook.block} does not exist"
+            )
+        return HookSpec("resid_cls", block), blocks[block], int(visual.transformer.width)
+    # attnpool
+    attnpool = getattr(visual, "attnpool", None)
+    if attnpool is None:
+        raise ConfigError(
+            f"hook {hook}: model {name!r} ({kind}) has no attention pool; "
+            "use 'resid_cls:K' for ViT models"
+        )
+    return hook, attnpool, int(visual.output_dim)
+
+
+def load_backbone(
+    name: str, pretrained: str | None, hook: HookSpec | str, device: str = "cpu", init_seed: int = 0
+) -> Backbone:
+    """Create an open_clip model with its own eval preprocessing and resolve the hook.
+
+    ``pretrained=None`` gives random weights; it must be asked for explicitly in
+    the config (the smoke config does, with the tiny models). A missing weight
+    file is an error, never a silent fallback. Random weights are drawn from
+    ``init_seed``, so every cache of one random model (train and eval splits, in
+    separate jobs) sees the same network.
+    """
+    import open_clip
+
+    register_tiny_configs()
+    hook = HookSpec.parse(hook) if not isinstance(hook, HookSpec) else hook
+    known = open_clip.list_models()
+    if name not in known:
+        close = [m for m in known if name.lower().replace("-", "") in m.lower().replace("-", "")][:8]
+        hint = f" Similar names: {', '.join(close)}." if close else ""
+        raise ConfigError(
+            f"open_clip does not know a model called {name!r}.{hint} "
+            "See open_clip.list_models(), or register your own with open_clip.add_model_config()."
+        )
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
+    except RuntimeError as err:
+        raise ConfigError(
+            f"could not load weights {pretrained!r} for {name!r}: {err}. The paper config needs network access "
+            "the first time (weights are cached by huggingface_hub / open_clip), or a local checkpoint path "
+            "as 'pretrained'."
+        ) from err
+    model.eval()
+    resolved, module, d = _resolve_hook(model, name, hook)
+    return Backbone(name, pretrained, resolved, model, preprocess, d, module, init_seed if pretrained is None else None)

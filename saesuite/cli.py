@@ -1,0 +1,156 @@
+"""``saesuite`` command line: each stage of the pipeline as a subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from saesuite.errors import CacheError, ConfigError, TrainingError
+
+
+def _none_or_str(value: str) -> str | None:
+    return None if value.lower() in ("none", "null", "") else value
+
+
+def cmd_fixture(args) -> None:
+    from saesuite.fixture import make_cifar10_fixture
+
+    base = make_cifar10_fixture(args.dir, n=args.n, n_test=args.n_test, seed=args.seed)
+    print(f"wrote a CIFAR-10-format fixture to {base}")
+
+
+def cmd_cache(args) -> None:
+    from saesuite.backbones import load_backbone
+    from saesuite.cache import cache_activations
+    from saesuite.data import DatasetSpec, load_dataset
+
+    backbone = load_backbone(args.model, args.pretrained, args.hook)
+    spec = DatasetSpec(args.dataset, args.root, download=args.download, fixture=args.fixture)
+    dataset = load_dataset(spec, args.split, transform=backbone.preprocess)
+    manifest = cache_activations(
+        backbone, dataset, args.out_dir, dataset_name=args.dataset, split=args.split,
+        batch_size=args.batch_size, num_workers=args.num_workers, dtype=args.dtype,
+        n_shards=args.shards, device=args.device, limit=args.limit,
+    )
+    print(f"cached {manifest['n']} x {manifest['d']} activations of {args.model} {manifest['hook']} to {args.out_dir}")
+
+
+def cmd_verify(args) -> None:
+    from saesuite.cache import verify_cache
+
+    manifest = verify_cache(args.dir, checksums=True, finite=True)
+    print(f"{args.dir}: OK ({manifest['n']} rows x {manifest['d']}, {len(manifest['shards'])} shards, {manifest['dtype']})")
+
+
+def cmd_train(args) -> None:
+    from saesuite.train import TrainConfig, train_sae
+
+    cfg = TrainConfig(
+        architecture=args.architecture, expansion=args.expansion, k=args.k, l1_coefficient=args.l1,
+        lr=args.lr, batch_size=args.batch_size, samples=args.samples, seed=args.seed, device=args.device,
+    )
+    sae_cfg = train_sae(args.cache_dir, args.out_dir, cfg)
+    print(f"trained a {sae_cfg['architecture']} SAE {sae_cfg['d_in']} -> {sae_cfg['d_sae']} into {args.out_dir}")
+
+
+def cmd_evaluate(args) -> None:
+    from saesuite.evaluate import EvalConfig, evaluate_sae
+
+    cfg = EvalConfig(near_zero_threshold=args.near_zero_threshold, dead_threshold=args.dead_threshold, device=args.device)
+    print(json.dumps(evaluate_sae(args.sae_dir, args.cache_dir, args.out_dir, cfg), indent=2))
+
+
+def cmd_compare(args) -> None:
+    from saesuite.compare import compare_saes
+
+    result = compare_saes(args.cache_a, args.sae_a, args.cache_b, args.sae_b, args.out_dir, k=args.k, device=args.device)
+    print(json.dumps(result, indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from saesuite import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="saesuite",
+        description="Sparse autoencoders on CLIP vision models: cache activations, train, evaluate, compare.",
+    )
+    parser.add_argument("--version", action="version", version=f"saesuite {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("make-cifar10-fixture", help="write a small class-structured CIFAR-10 in the real on-disk layout")
+    p.add_argument("dir", help="dataset root; cifar-10-batches-py/ is created inside")
+    p.add_argument("--n", type=int, default=1000, help="train images (default 1000)")
+    p.add_argument("--n-test", type=int, default=None, help="test images (default n/2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_fixture)
+
+    p = sub.add_parser("cache", help="cache a model's hooked activations over a dataset split")
+    p.add_argument("out_dir")
+    p.add_argument("--model", required=True, help="open_clip model name, e.g. RN50, ViT-L-14, tiny-ViT")
+    p.add_argument("--pretrained", type=_none_or_str, required=True, help="open_clip weights tag (openai) or 'none' for random weights")
+    p.add_argument("--hook", required=True, help="'resid_cls:K' (ViT CLS token after block K) or 'attnpool' (ResNet)")
+    p.add_argument("--dataset", required=True, choices=["imagenet", "cifar10"])
+    p.add_argument("--root", required=True, help="dataset root directory")
+    p.add_argument("--split", required=True, help="train/val (imagenet), train/test (cifar10)")
+    p.add_argument("--fixture", action="store_true", help="the root holds a saesuite CIFAR-10 fixture")
+    p.add_argument("--download", action="store_true", help="let torchvision download CIFAR-10")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
+    p.add_argument("--shards", type=int, default=1)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--limit", type=int, default=None, help="cache only the first N images")
+    p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser("verify-cache", help="check a cache against its manifest (rows, dtype, sha256, finite)")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_verify)
+
+    from saesuite.train import TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train an SAE on an activation cache (defaults: the paper's recipe)")
+    p.add_argument("cache_dir")
+    p.add_argument("out_dir")
+    p.add_argument("--architecture", default=d.architecture, choices=["relu", "topk"])
+    p.add_argument("--expansion", type=int, default=d.expansion)
+    p.add_argument("--k", type=int, default=d.k, help="active latents per input (topk)")
+    p.add_argument("--l1", type=float, default=d.l1_coefficient, help="L1 coefficient")
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--samples", type=int, default=d.samples, help="training samples (steps = samples / batch size)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics of an SAE over every row of a cache -> OUT_DIR/metrics.json")
+    p.add_argument("sae_dir")
+    p.add_argument("cache_dir")
+    p.add_argument("out_dir")
+    p.add_argument("--near-zero-threshold", type=float, default=1e-6)
+    p.add_argument("--dead-threshold", type=float, default=0.0)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compare", help="top-k overlap and CKA of two models' SAEs -> OUT_DIR/comparison.json")
+    for name in ("cache_a", "sae_a", "cache_b", "sae_b", "out_dir"):
+        p.add_argument(name)
+    p.add_argument("--k", type=int, default=9)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_compare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ConfigError, CacheError, TrainingError) as err:
+        print(f"saesuite {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Figures drawn from the files the stages write (PNG, seaborn/matplotlib)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+sns.set_theme(style="whitegrid", context="paper")
+
+
+def _save(fig, out: str | Path) -> None:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=150, metadata={"Software": None})
+    plt.close(fig)
+
+
+def lifetime_sparsity_histogram(latents_npz: str | Path, out: str | Path, title: str) -> None:
+    """Histogram of log10 lifetime sparsity (per-latent firing rate); dead latents counted in the title."""
+    density = np.load(latents_npz)["lifetime_sparsity"]
+    alive = density[density > 0]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    if len(alive):
+        sns.histplot(np.log10(alive), bins=50, ax=ax, color="C0")
+    ax.set_xlabel("log10 lifetime sparsity (fraction of images a latent fires on)")
+    ax.set_ylabel("latents")
+    ax.set_title(f"{title}\n{len(alive)} alive, {len(density) - len(alive)} dead of {len(density)}")
+    _save(fig, out)
+
+
+def topk_overlap_histogram(overlap_npz: str | Path, out: str | Path, name_a: str, name_b: str) -> None:
+    """Histogram of each alive feature's best top-k overlap with the other model's features, both ways."""
+    data = np.load(overlap_npz)
+    frame = pd.concat(
+        [
+            pd.DataFrame({"best overlap": data["best_a_to_b"], "direction": f"{name_a} → {name_b}"}),
+            pd.DataFrame({"best overlap": data["best_b_to_a"], "direction": f"{name_b} → {name_a}"}),
+        ]
+    )
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    if len(frame):
+        sns.histplot(frame, x="best overlap", hue="direction", bins=np.linspace(0, 1, 21), ax=ax, element="step")
+    ax.set_xlabel("best top-k image overlap with a feature of the other model")
+    ax.set_ylabel("alive features")
+    _save(fig, out)
+
+
+def training_curve(log_jsonl: str | Path, out: str | Path, title: str) -> None:
+    """Loss, explained variance and L0 against training samples, from ``train_log.jsonl``."""
+    frame = pd.DataFrame([json.loads(line) for line in Path(log_jsonl).read_text().splitlines() if line])
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3))
+    for ax, column in zip(axes, ["loss", "explained_variance", "l0"]):
+        ax.plot(frame["samples"], frame[column])
+        ax.set_xlabel("training samples")
+        ax.set_ylabel(column.replace("_", " "))
+    axes[0].set_yscale("log")
+    fig.suptitle(title)
+    _save(fig, out)

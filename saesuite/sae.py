@@ -1,0 +1,125 @@
+"""The sparse autoencoder and its on-disk format.
+
+``encode(x) = act((x - b_dec) @ W_enc + b_enc)`` with act = ReLU (``relu``) or, for
+``topk``, ReLU of the k largest pre-activations and zeros elsewhere;
+``decode(f) = f @ W_dec + b_dec``. Shapes: ``W_enc [d, F]``, ``b_enc [F]``,
+``W_dec [F, d]``, ``b_dec [d]`` (SAELens's names). A directory holds
+``sae_weights.safetensors`` and ``cfg.json``; the saved weights act on the raw
+cached activations.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file as load_numpy
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+from saesuite.errors import ConfigError
+
+WEIGHTS = "sae_weights.safetensors"
+CFG = "cfg.json"
+ARCHITECTURES = ("relu", "topk")
+
+
+class SAE(nn.Module):
+    """An overcomplete linear autoencoder with a sparse code: ``[b, d] -> [b, F] -> [b, d]``."""
+
+    def __init__(self, d_in: int, d_sae: int, architecture: str = "relu", k: int | None = None):
+        super().__init__()
+        if architecture not in ARCHITECTURES:
+            raise ConfigError(f"architecture {architecture!r} is not known; choose one of {', '.join(ARCHITECTURES)}")
+        if architecture == "topk" and not (k and 0 < k <= d_sae):
+            raise ConfigError(f"architecture topk needs 0 < k <= d_sae={d_sae}, got k={k}")
+        self.d_in, self.d_sae, self.architecture, self.k = d_in, d_sae, architecture, k
+        self.W_enc = nn.Parameter(torch.zeros(d_in, d_sae))
+        self.b_enc = nn.Parameter(torch.zeros(d_sae))
+        self.W_dec = nn.Parameter(torch.zeros(d_sae, d_in))
+        self.b_dec = nn.Parameter(torch.zeros(d_in))
+
+    def pre_acts(self, x: Tensor) -> Tensor:
+        """``[b, d] -> [b, F]`` encoder pre-activations."""
+        return (x - self.b_dec) @ self.W_enc + self.b_enc
+
+    def activation(self, pre: Tensor) -> Tensor:
+        if self.architecture == "relu":
+            return torch.relu(pre)
+        values, indices = pre.topk(self.k, dim=-1)
+        return torch.zeros_like(pre).scatter_(-1, indices, torch.relu(values))
+
+    def encode(self, x: Tensor) -> Tensor:
+        """``[b, d] -> [b, F]`` sparse code."""
+        return self.activation(self.pre_acts(x))
+
+    def decode(self, f: Tensor) -> Tensor:
+        """``[b, F] -> [b, d]`` reconstruction."""
+        return f @ self.W_dec + self.b_dec
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        f = self.encode(x)
+        return self.decode(f), f
+
+    @torch.no_grad()
+    def normalize_decoder(self) -> None:
+        """Scale every decoder row to unit norm."""
+        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
+
+    @torch.no_grad()
+    def remove_parallel_grad(self) -> None:
+        """Project out of ``W_dec.grad`` the component along each (unit) decoder row."""
+        if self.W_dec.grad is None:
+            return
+        parallel = (self.W_dec.grad * self.W_dec).sum(dim=1, keepdim=True)
+        self.W_dec.grad -= parallel * self.W_dec
+
+
+def save_sae(sae: SAE, out_dir: str | Path, cfg: dict, scale: float = 1.0) -> None:
+    """Write ``sae`` to ``out_dir`` acting on raw inputs.
+
+    ``scale`` is the factor the inputs were multiplied by during training
+    (``x_train = scale * x_raw``); it is folded back in so that the saved
+    weights act on raw activations and give the same code ``f``:
+    ``W_enc = scale * W_enc'``, ``W_dec = W_dec' / scale``, ``b_dec = b_dec' / scale``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        "W_enc": (sae.W_enc.detach() * scale),
+        "b_enc": sae.b_enc.detach(),
+        "W_dec": (sae.W_dec.detach() / scale),
+        "b_dec": (sae.b_dec.detach() / scale),
+    }
+    tensors = {k: v.float().cpu().contiguous() for k, v in tensors.items()}
+    tmp = out_dir / (WEIGHTS + ".tmp")
+    save_file(tensors, str(tmp))
+    tmp.replace(out_dir / WEIGHTS)
+    (out_dir / CFG).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+
+def load_sae(path: str | Path, device: str = "cpu") -> tuple[SAE, dict]:
+    """Load an SAE directory written by :func:`save_sae`."""
+    path = Path(path)
+    if not (path / WEIGHTS).is_file() or not (path / CFG).is_file():
+        raise ConfigError(f"{path} is not an SAE directory: it needs {WEIGHTS} and {CFG} (train one with 'saesuite train')")
+    cfg = json.loads((path / CFG).read_text())
+    weights = load_numpy(str(path / WEIGHTS))
+    sae = SAE(cfg["d_in"], cfg["d_sae"], cfg["architecture"], cfg.get("k"))
+    with torch.no_grad():
+        for name, value in weights.items():
+            getattr(sae, name).copy_(torch.from_numpy(value))
+    return sae.to(device), cfg
+
+
+def encode_numpy(weights: dict[str, np.ndarray], x: np.ndarray, architecture: str = "relu", k: int | None = None) -> np.ndarray:
+    """Reference encoder in numpy alone: ``x [b, d] -> f [b, F]`` (the formula of DESIGN.md)."""
+    pre = (x - weights["b_dec"]) @ weights["W_enc"] + weights["b_enc"]
+    if architecture == "relu":
+        return np.maximum(pre, 0)
+    f = np.zeros_like(pre)
+    top = np.argpartition(-pre, k - 1, axis=1)[:, :k]
+    np.put_along_axis(f, top, np.maximum(np.take_along_axis(pre, top, axis=1), 0), axis=1)
+    return f
