@@ -89,6 +89,8 @@ def cache_shard(
     index: int,
     n_shards: int,
     *,
+    dataset_name: str,
+    split: str,
     limit: int | None = None,
     batch_size: int = 256,
     num_workers: int = 0,
@@ -137,20 +139,36 @@ def cache_shard(
         np.save(fh, acts)
     os.replace(tmp, out_dir / name)
     np.save(out_dir / f"labels-{index:05d}.npy", labels)
-    record = {"file": name, "rows": int(stop - start), "start": int(start), "sha256": sha256_file(out_dir / name)}
+    record = {
+        "file": name,
+        "rows": int(stop - start),
+        "start": int(start),
+        "sha256": sha256_file(out_dir / name),
+        "meta": cache_meta(backbone, dataset, dataset_name, split, dtype),
+    }
     write_json_atomic(record_path, record)
     return record
 
 
-def write_manifest(out_dir: str | Path, n_shards: int, meta: dict) -> dict:
-    """Gather the shard records into ``manifest.json`` and ``labels.npy`` (the last step)."""
+def write_manifest(out_dir: str | Path, n_shards: int) -> dict:
+    """Gather the shard records into ``manifest.json`` and ``labels.npy`` (the last step).
+
+    Every shard must be complete, describe the same model, hook and split, and
+    the shards must tile the rows without gap or overlap.
+    """
     out_dir = Path(out_dir)
-    records, labels = [], []
+    records, labels, meta = [], [], None
     for index in range(n_shards):
         record_path = out_dir / shard_name(index).replace(".npy", ".json")
         if not record_path.exists():
             raise CacheError(f"{out_dir}: shard {index} is not complete ({record_path.name} missing); rerun caching")
         record = json.loads(record_path.read_text())
+        if meta is None:
+            meta = record["meta"]
+        elif record["meta"] != meta:
+            raise CacheError(f"{out_dir}: shard {index} was made with different settings than shard 0; rebuild the cache")
+        if record["start"] != sum(r["rows"] for r in records):
+            raise CacheError(f"{out_dir}: shard {index} starts at row {record['start']}, not where shard {index - 1} ends")
         records.append({"file": record["file"], "rows": record["rows"], "sha256": record["sha256"]})
         labels.append(np.load(out_dir / f"labels-{index:05d}.npy"))
     all_labels = np.concatenate(labels) if labels else np.empty(0, np.int64)
@@ -177,16 +195,16 @@ def cache_activations(
     """Cache ``backbone``'s hooked activation for every image of ``dataset``; return the manifest.
 
     The shards are computed one after another here; the workflow runs them as
-    separate jobs and then calls :func:`write_manifest` (:func:`cache_meta` gives its ``meta``).
+    separate jobs and then calls :func:`write_manifest`.
     """
     if cache_length(dataset, limit) == 0:
         raise ConfigError(f"dataset {dataset_name} split {split} has no images to cache")
     for index in range(n_shards):
         cache_shard(
             backbone, dataset, out_dir, index, n_shards,
-            limit=limit, batch_size=batch_size, num_workers=num_workers, dtype=dtype, device=device,
+            dataset_name=dataset_name, split=split, limit=limit, batch_size=batch_size, num_workers=num_workers, dtype=dtype, device=device,
         )
-    manifest = write_manifest(out_dir, n_shards, cache_meta(backbone, dataset, dataset_name, split, dtype))
+    manifest = write_manifest(out_dir, n_shards)
     for index in range(n_shards):  # the per-shard parts are folded into the manifest and labels.npy
         (Path(out_dir) / f"labels-{index:05d}.npy").unlink()
         (Path(out_dir) / f"shard-{index:05d}.json").unlink()

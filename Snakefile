@@ -1,0 +1,41 @@
+# saesuite: SAEs on CLIP RN50 and ViT-L/14, from activation cache to cross-model comparison.
+#   snakemake --cores all                                # the paper run (config/config.yaml)
+#   snakemake --cores 2 --configfile config/smoke.yaml   # the offline smoke run
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+# The paper config is the default. A --configfile replaces it rather than being
+# merged into it (Snakemake would otherwise deep-merge the two, e.g. run the
+# paper's models beside the smoke config's).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+validate(config, "config/config.schema.yaml")
+
+
+container: config.get("container", "docker://ghcr.io/saesuite/saesuite:0.1.0")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/activations.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+include: "rules/compare.smk"
+include: "rules/figures.smk"
+include: "rules/paper.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        expand(f"{RUN}/eval/{{model}}/metrics.json", model=MODELS),
+        f"{RUN}/compare/{PAIR}/comparison.json",
+        expand(f"{RUN}/figures/lifetime_sparsity_{{model}}.png", model=MODELS),
+        expand(f"{RUN}/figures/training_curve_{{model}}.png", model=MODELS),
+        f"{RUN}/figures/topk_overlap_{PAIR}.png",
+        f"{RUN}/paper/numbers.tex",

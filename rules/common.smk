@@ -1,0 +1,75 @@
+# Config checks beyond the schema, names used by every rule, and input functions.
+import re
+
+
+def _check_config(config):
+    """Cross-references the schema cannot express; each message names the key and the fix."""
+    models, dataset, compare = config["models"], config["dataset"], config["compare"]
+    for key in ("a", "b"):
+        if compare[key] not in models:
+            raise ValueError(
+                f"config: compare.{key} is {compare[key]!r}, which is not a key of models "
+                f"({', '.join(models)}); name one of those models"
+            )
+    if compare["a"] == compare["b"]:
+        raise ValueError("config: compare.a and compare.b name the same model; compare two different models")
+    splits = {"imagenet": ("train", "val"), "cifar10": ("train", "test")}[dataset["kind"]]
+    for key in ("train_split", "eval_split"):
+        if dataset[key] not in splits:
+            raise ValueError(
+                f"config: dataset.{key} is {dataset[key]!r}; {dataset['kind']} has splits {', '.join(splits)}"
+            )
+    if config.get("fixture") and not dataset.get("fixture"):
+        raise ValueError("config: a fixture section is given but dataset.fixture is false; set it to true")
+    if dataset.get("fixture") and not config.get("fixture"):
+        raise ValueError(
+            "config: dataset.fixture is true but there is no fixture section (n_train, n_test, seed) to build it"
+        )
+    if dataset.get("fixture") and dataset["kind"] != "cifar10":
+        raise ValueError("config: dataset.fixture is only for kind cifar10 (the CIFAR-10-format fixture)")
+    if config["train"]["architecture"] == "topk" and not config["train"].get("k"):
+        raise ValueError("config: train.architecture is topk but train.k is not set")
+
+
+_check_config(config)
+
+RUN = f"results/{config['run']}"
+MODELS = list(config["models"])
+A, B = config["compare"]["a"], config["compare"]["b"]
+PAIR = f"{A}__{B}"
+TRAIN_SPLIT = config["dataset"]["train_split"]
+EVAL_SPLIT = config["dataset"]["eval_split"]
+SHARDS = {TRAIN_SPLIT: config["cache"]["train_shards"], EVAL_SPLIT: config["cache"]["eval_shards"]}
+DATA_ROOT = config["dataset"]["root"]
+FIXTURE = f"{DATA_ROOT}/cifar-10-batches-py/saesuite-fixture.json"
+
+
+wildcard_constraints:
+    model="|".join(re.escape(m) for m in MODELS),
+    split=f"{re.escape(TRAIN_SPLIT)}|{re.escape(EVAL_SPLIT)}",
+    index=r"\d{5}",
+
+
+def gpus(device):
+    """The `gpu` resource a rule asks for: 1 when its device is CUDA."""
+    return 1 if str(device).startswith("cuda") else 0
+
+
+def dataset_input(wildcards):
+    """The fixture is a workflow output when the config builds one; real data is external."""
+    return [FIXTURE] if config.get("fixture") else []
+
+
+def shard_files(kind):
+    """Input function: every shard's `kind` file (npy, labels, record) of a cache."""
+
+    def files(wildcards):
+        pattern = {"npy": "shard-{i:05d}.npy", "labels": "labels-{i:05d}.npy", "record": "shard-{i:05d}.json"}[kind]
+        base = f"{RUN}/cache/{wildcards.model}/{wildcards.split}"
+        return [f"{base}/" + pattern.format(i=i) for i in range(SHARDS[wildcards.split])]
+
+    return files
+
+
+def cache_manifest(model, split):
+    return f"{RUN}/cache/{model}/{split}/manifest.json"

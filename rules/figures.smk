@@ -1,0 +1,61 @@
+# Figures, each drawn from one stage's files.
+
+
+rule figure_lifetime_sparsity:
+    input:
+        latents=f"{RUN}/eval/{{model}}/latents.npz",
+    output:
+        f"{RUN}/figures/lifetime_sparsity_{{model}}.png",
+    params:
+        kind="lifetime_sparsity",
+        title=lambda w: f"{w.model} SAE, {EVAL_SPLIT} split",
+    log:
+        f"{RUN}/logs/figures/lifetime_sparsity_{{model}}.log",
+    benchmark:
+        f"{RUN}/benchmarks/figures/lifetime_sparsity_{{model}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow/scripts/figure.py"
+
+
+rule figure_training_curve:
+    input:
+        log=f"{RUN}/sae/{{model}}/train_log.jsonl",
+    output:
+        f"{RUN}/figures/training_curve_{{model}}.png",
+    params:
+        kind="training_curve",
+        title=lambda w: f"{w.model} SAE training",
+    log:
+        f"{RUN}/logs/figures/training_curve_{{model}}.log",
+    benchmark:
+        f"{RUN}/benchmarks/figures/training_curve_{{model}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow/scripts/figure.py"
+
+
+rule figure_topk_overlap:
+    input:
+        overlap=f"{RUN}/compare/{PAIR}/topk_overlap.npz",
+    output:
+        f"{RUN}/figures/topk_overlap_{PAIR}.png",
+    params:
+        kind="topk_overlap",
+        names=[A, B],
+    log:
+        f"{RUN}/logs/figures/topk_overlap_{PAIR}.log",
+    benchmark:
+        f"{RUN}/benchmarks/figures/topk_overlap_{PAIR}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow/scripts/figure.py"

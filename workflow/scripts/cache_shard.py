@@ -1,0 +1,17 @@
+"""Rule cache_shard: one shard of one model's activations over one split."""
+from pathlib import Path
+
+from saesuite.backbones import load_backbone
+from saesuite.cache import cache_shard
+from saesuite.data import DatasetSpec, load_dataset
+from saesuite.runlog import log_to
+
+with log_to(snakemake.log[0]):
+    model, data, cache = snakemake.params.model, snakemake.params.dataset, snakemake.params.cache
+    backbone = load_backbone(model["name"], model["pretrained"], model["hook"], init_seed=snakemake.params.init_seed)
+    dataset = load_dataset(DatasetSpec.from_config(data), snakemake.wildcards.split, transform=backbone.preprocess)
+    cache_shard(
+        backbone, dataset, Path(snakemake.output.shard).parent, int(snakemake.wildcards.index), snakemake.params.n_shards,
+        dataset_name=data["kind"], split=snakemake.wildcards.split, limit=data.get("limit"),
+        batch_size=cache["batch_size"], num_workers=cache["num_workers"], dtype=cache["dtype"], device=cache["device"],
+    )

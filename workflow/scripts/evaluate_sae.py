@@ -1,0 +1,13 @@
+"""Rule evaluate_sae: metrics of one SAE over the eval split's cache."""
+from pathlib import Path
+
+from saesuite.evaluate import EvalConfig, evaluate_sae
+from saesuite.runlog import log_to
+
+with log_to(snakemake.log[0]):
+    evaluate_sae(
+        Path(snakemake.input.sae).parent,
+        Path(snakemake.input.cache).parent,
+        Path(snakemake.output.metrics).parent,
+        EvalConfig(**snakemake.params.evaluate),
+    )

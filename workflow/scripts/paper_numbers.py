@@ -1,0 +1,8 @@
+"""Rule paper_numbers: LaTeX macros for every number the paper quotes."""
+from saesuite.paper import write_numbers
+from saesuite.runlog import log_to
+
+with log_to(snakemake.log[0]):
+    write_numbers(
+        dict(zip(snakemake.params.models, snakemake.input.metrics)), snakemake.input.comparison, snakemake.output[0]
+    )
