@@ -1,5 +1,6 @@
 # Config checks beyond the schema, names used by every rule, and input functions.
 import re
+from pathlib import Path
 
 
 def _check_config(config):
@@ -51,7 +52,7 @@ wildcard_constraints:
 
 
 def gpus(device):
-    """The `gpu` resource a rule asks for: 1 when its device is CUDA."""
+    """The `gpu` resource of a job: 1 when its device is CUDA."""
     return 1 if str(device).startswith("cuda") else 0
 
 
@@ -64,9 +65,9 @@ def shard_files(kind):
     """Input function: every shard's `kind` file (npy, labels, record) of a cache."""
 
     def files(wildcards):
-        pattern = {"npy": "shard-{i:05d}.npy", "labels": "labels-{i:05d}.npy", "record": "shard-{i:05d}.json"}[kind]
+        stem, ext = {"npy": ("shard", "npy"), "labels": ("labels", "npy"), "record": ("shard", "json")}[kind]
         base = f"{RUN}/cache/{wildcards.model}/{wildcards.split}"
-        return [f"{base}/" + pattern.format(i=i) for i in range(SHARDS[wildcards.split])]
+        return [f"{base}/{stem}-{i:05d}.{ext}" for i in range(SHARDS[wildcards.split])]
 
     return files
 

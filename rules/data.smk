@@ -6,7 +6,7 @@ rule cifar10_fixture:
     output:
         FIXTURE,
     params:
-        root=DATA_ROOT,
+        root=lambda w, output: Path(output[0]).parents[1],
         fixture=config.get("fixture"),
     log:
         f"{RUN}/logs/cifar10_fixture.log",

@@ -160,6 +160,26 @@ def _resolve_hook(model: nn.Module, name: str, hook: HookSpec) -> tuple[HookSpec
     return hook, attnpool, int(visual.output_dim)
 
 
+def _precheck_hook(name: str, hook: HookSpec) -> None:
+    """Refuse a hook the model cannot have from its config alone, before any weights load."""
+    import open_clip
+
+    vision = (open_clip.get_model_config(name) or {}).get("vision_cfg")
+    if not vision or "layers" not in vision:
+        return  # a config open_clip builds differently (timm, hf): checked on the built model
+    resnet = isinstance(vision["layers"], (list, tuple))
+    if hook.site == "resid_cls" and resnet:
+        raise ConfigError(f"hook {hook}: {name!r} is a ResNet and has no transformer blocks; use 'attnpool'")
+    if hook.site == "attnpool" and not resnet:
+        raise ConfigError(f"hook {hook}: {name!r} is a ViT and has no attention pool; use 'resid_cls:K'")
+    if hook.site == "resid_cls":
+        n = int(vision["layers"])
+        if not -n <= hook.block < n:
+            raise ConfigError(
+                f"hook {hook}: {name!r} has {n} blocks (indices 0..{n - 1}, or -{n}..-1); block {hook.block} does not exist"
+            )
+
+
 def load_backbone(
     name: str, pretrained: str | None, hook: HookSpec | str, device: str = "cpu", init_seed: int = 0
 ) -> Backbone:
@@ -183,6 +203,7 @@ def load_backbone(
             f"open_clip does not know a model called {name!r}.{hint} "
             "See open_clip.list_models(), or register your own with open_clip.add_model_config()."
         )
+    _precheck_hook(name, hook)
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)

@@ -25,9 +25,10 @@ def cmd_cache(args) -> None:
     from saesuite.cache import cache_activations
     from saesuite.data import DatasetSpec, load_dataset
 
-    backbone = load_backbone(args.model, args.pretrained, args.hook)
     spec = DatasetSpec(args.dataset, args.root, download=args.download, fixture=args.fixture)
-    dataset = load_dataset(spec, args.split, transform=backbone.preprocess)
+    dataset = load_dataset(spec, args.split)  # a missing dataset fails before any model loads
+    backbone = load_backbone(args.model, args.pretrained, args.hook, init_seed=args.init_seed)
+    dataset.transform = backbone.preprocess
     manifest = cache_activations(
         backbone, dataset, args.out_dir, dataset_name=args.dataset, split=args.split,
         batch_size=args.batch_size, num_workers=args.num_workers, dtype=args.dtype,
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shards", type=int, default=1)
     p.add_argument("--device", default="auto")
     p.add_argument("--limit", type=int, default=None, help="cache only the first N images")
+    p.add_argument("--init-seed", type=int, default=0, help="seed of random weights (--pretrained none)")
     p.set_defaults(func=cmd_cache)
 
     p = sub.add_parser("verify-cache", help="check a cache against its manifest (rows, dtype, sha256, finite)")

@@ -8,8 +8,9 @@ from saesuite.runlog import log_to
 
 with log_to(snakemake.log[0]):
     model, data, cache = snakemake.params.model, snakemake.params.dataset, snakemake.params.cache
+    dataset = load_dataset(DatasetSpec.from_config(data), snakemake.wildcards.split)  # fails fast if missing
     backbone = load_backbone(model["name"], model["pretrained"], model["hook"], init_seed=snakemake.params.init_seed)
-    dataset = load_dataset(DatasetSpec.from_config(data), snakemake.wildcards.split, transform=backbone.preprocess)
+    dataset.transform = backbone.preprocess
     cache_shard(
         backbone, dataset, Path(snakemake.output.shard).parent, int(snakemake.wildcards.index), snakemake.params.n_shards,
         dataset_name=data["kind"], split=snakemake.wildcards.split, limit=data.get("limit"),

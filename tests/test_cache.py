@@ -1,0 +1,146 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from saesuite.backbones import load_backbone
+from saesuite.cache import ActivationCache, cache_shard, shard_rows, verify_cache, write_manifest
+from saesuite.cli import main
+from saesuite.data import load_dataset
+from saesuite.errors import CacheError
+
+KEYS = {"n", "d", "dtype", "model", "pretrained", "hook", "dataset", "split", "shards"}
+
+
+def test_manifest_and_shards_follow_the_contract(caches):
+    path = caches[("tiny-ViT", "test")]
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert KEYS <= set(manifest)
+    assert (manifest["n"], manifest["d"], manifest["hook"], manifest["model"]) == (120, 64, "resid_cls:2", "tiny-ViT")
+    assert [s["rows"] for s in manifest["shards"]] == [60, 60]
+    for s in manifest["shards"]:
+        arr = np.load(path / s["file"], mmap_mode="r")
+        assert arr.shape == (s["rows"], 64) and arr.dtype == np.float32
+    labels = np.load(path / "labels.npy")
+    assert labels.dtype == np.int64 and labels.shape == (120,)
+    assert not list(path.glob("*.tmp")) and not list(path.glob("labels-*.npy"))
+
+
+def test_row_i_is_image_i(caches, fixture_spec):
+    """Rows and labels follow the dataset index, across shard boundaries."""
+    cache = ActivationCache.open(caches[("tiny-ViT", "test")])
+    backbone = load_backbone("tiny-ViT", None, "resid_cls:-2")
+    dataset = load_dataset(fixture_spec, "test", transform=backbone.preprocess)
+    rows = [0, 59, 60, 119]
+    images = torch.stack([dataset[i][0] for i in rows])
+    expected = backbone.activations(images).numpy()
+    np.testing.assert_allclose(cache.gather(np.array(rows)), expected, rtol=1e-4, atol=1e-5)
+    assert cache.labels().tolist() == list(dataset.targets)
+
+
+def test_gather_and_chunks_agree_with_reading_everything(caches):
+    cache = ActivationCache.open(caches[("tiny-RN", "train")])
+    everything = cache.read_all()
+    idx = np.random.default_rng(0).permutation(cache.n)[:77]
+    np.testing.assert_array_equal(cache.gather(idx), everything[idx])
+    chunks = [(start, x) for start, x in cache.chunks(rows=50)]
+    np.testing.assert_array_equal(np.concatenate([x for _, x in chunks]), everything)
+    assert [s for s, _ in chunks][:4] == [0, 50, 100, 150]
+
+
+def test_shard_rows_tile_the_range():
+    parts = [shard_rows(10, 3, i) for i in range(3)]
+    assert parts == [(0, 3), (3, 6), (6, 10)]
+    with pytest.raises(Exception, match="empty shards"):
+        shard_rows(2, 3, 0)
+
+
+@pytest.fixture
+def cache_copy(caches, tmp_path):
+    dst = tmp_path / "cache"
+    shutil.copytree(caches[("tiny-ViT", "train")], dst)
+    return dst
+
+
+def test_verify_passes_on_a_good_cache(cache_copy, capsys):
+    assert main(["verify-cache", str(cache_copy)]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+def test_truncated_shard_is_caught(cache_copy, capsys):
+    shard = cache_copy / "shard-00001.npy"
+    shard.write_bytes(shard.read_bytes()[:-100])
+    with pytest.raises(CacheError, match="shard-00001.npy"):
+        verify_cache(cache_copy)
+    assert main(["verify-cache", str(cache_copy)]) == 2
+    assert "shard-00001.npy" in capsys.readouterr().err
+
+
+def test_corrupted_shard_fails_its_checksum(cache_copy):
+    shard = cache_copy / "shard-00000.npy"
+    data = bytearray(shard.read_bytes())
+    data[-5] ^= 0xFF  # same size, same header: only the sha256 sees it
+    shard.write_bytes(bytes(data))
+    verify_cache(cache_copy, checksums=False)
+    with pytest.raises(CacheError, match="shard-00000.npy fails its sha256"):
+        verify_cache(cache_copy)
+
+
+def test_nan_in_a_shard_is_caught(cache_copy):
+    manifest = json.loads((cache_copy / "manifest.json").read_text())
+    arr = np.load(cache_copy / "shard-00000.npy")
+    arr[3, 2] = np.nan
+    np.save(cache_copy / "shard-00000.npy", arr)
+    from saesuite.cache import sha256_file
+
+    manifest["shards"][0]["sha256"] = sha256_file(cache_copy / "shard-00000.npy")
+    (cache_copy / "manifest.json").write_text(json.dumps(manifest))
+    verify_cache(cache_copy)
+    with pytest.raises(CacheError, match="NaN or inf"):
+        verify_cache(cache_copy, finite=True)
+
+
+@pytest.mark.parametrize("damage", ["missing_shard", "wrong_dtype", "wrong_rows", "no_manifest"])
+def test_other_damage_is_caught(cache_copy, damage):
+    manifest = json.loads((cache_copy / "manifest.json").read_text())
+    if damage == "missing_shard":
+        (cache_copy / "shard-00001.npy").unlink()
+        match = "shard-00001.npy is missing"
+    elif damage == "wrong_dtype":
+        manifest["dtype"] = "float16"
+        match = "dtype float32, the manifest says float16"
+    elif damage == "wrong_rows":
+        manifest["shards"][0]["rows"] += 1
+        match = "has shape"
+    else:
+        (cache_copy / "manifest.json").unlink()
+        match = "not a complete activation cache"
+    if damage != "no_manifest":
+        (cache_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CacheError, match=match):
+        verify_cache(cache_copy)
+
+
+def test_a_killed_run_redoes_only_unfinished_shards(fixture_spec, tmp_path, monkeypatch):
+    backbone = load_backbone("tiny-RN", None, "attnpool")
+    dataset = load_dataset(fixture_spec, "test", transform=backbone.preprocess)
+    out = tmp_path / "c"
+    kw = dict(dataset_name="cifar10", split="test", batch_size=40, dtype="float16")
+    first = cache_shard(backbone, dataset, out, 0, 3, **kw)
+    # a shard killed mid-write leaves only a temporary file, never a complete-looking shard
+    (out / "shard-00001.npy.tmp").write_bytes(b"half written")
+    with pytest.raises(CacheError, match="shard 1 is not complete"):
+        write_manifest(out, 3)
+    calls = []
+    original = backbone.activations
+    monkeypatch.setattr(backbone, "activations", lambda x: calls.append(len(x)) or original(x))
+    assert cache_shard(backbone, dataset, out, 0, 3, **kw) == first  # complete: not recomputed
+    assert calls == []
+    cache_shard(backbone, dataset, out, 1, 3, **kw)
+    cache_shard(backbone, dataset, out, 2, 3, **kw)
+    assert sum(calls) == 80  # only shards 1 and 2 ran
+    manifest = write_manifest(out, 3)
+    assert manifest["n"] == 120 and manifest["dtype"] == "float16"
+    verify_cache(out)
