@@ -3,12 +3,11 @@
 
 rule paper_numbers:
     input:
-        metrics=expand(f"{RUN}/eval/{{model}}/metrics.json", model=MODELS),
+        metrics_a=f"{RUN}/eval/{A}/metrics.json",
+        metrics_b=f"{RUN}/eval/{B}/metrics.json",
         comparison=f"{RUN}/compare/{PAIR}/comparison.json",
     output:
         f"{RUN}/paper/numbers.tex",
-    params:
-        models=MODELS,
     log:
         f"{RUN}/logs/paper_numbers.log",
     benchmark:

@@ -258,7 +258,7 @@ class ActivationCache:
         """Yield ``(start, x)`` with ``x`` a float32 ``[<=rows, d]`` block, in row order."""
         for shard, offset in zip(self.shards, self.offsets[:-1]):
             for s in range(0, len(shard), rows):
-                yield int(offset + s), np.asarray(shard[s : s + rows], dtype=np.float32)
+                yield int(offset + s), np.array(shard[s : s + rows], dtype=np.float32)
 
     def gather(self, indices: np.ndarray) -> np.ndarray:
         """Rows ``indices`` ``[b]`` as float32 ``[b, d]``, in the order given."""

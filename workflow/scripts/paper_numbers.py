@@ -4,5 +4,5 @@ from saesuite.runlog import log_to
 
 with log_to(snakemake.log[0]):
     write_numbers(
-        dict(zip(snakemake.params.models, snakemake.input.metrics)), snakemake.input.comparison, snakemake.output[0]
+        {"A": snakemake.input.metrics_a, "B": snakemake.input.metrics_b}, snakemake.input.comparison, snakemake.output[0]
     )

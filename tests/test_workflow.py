@@ -1,0 +1,133 @@
+"""The smoke workflow end to end, as a user runs it, in a fresh copy of the repo's workflow files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from saesuite.schema import validate
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.workflow
+
+
+def workflow_copy(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "Snakefile", dest)
+    for folder in ("rules", "workflow", "config"):
+        shutil.copytree(REPO / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=workdir, capture_output=True, text=True
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    """Two independent smoke runs from scratch."""
+    runs = []
+    for name in ("first", "second"):
+        workdir = workflow_copy(tmp_path_factory.mktemp(name))
+        snakemake(workdir, "--configfile", "config/smoke.yaml")
+        runs.append(workdir / "results" / "smoke")
+    return runs
+
+
+MODELS = ("tiny-RN", "tiny-ViT")
+
+
+def test_every_stage_writes_its_files(smoke_runs):
+    run = smoke_runs[0]
+    for model in MODELS:
+        for split in ("train", "test"):
+            manifest = json.loads((run / "cache" / model / split / "manifest.json").read_text())
+            assert manifest["n"] == {"train": 2000, "test": 1000}[split] and len(manifest["shards"]) == 2
+            assert manifest["d"] == 64 and manifest["pretrained"] is None and manifest["init_seed"] == 0
+        cfg = json.loads((run / "sae" / model / "cfg.json").read_text())
+        assert (cfg["d_in"], cfg["d_sae"], cfg["expansion"]) == (64, 1024, 16)
+        metrics = json.loads((run / "eval" / model / "metrics.json").read_text())
+        validate(metrics, "metrics")
+        assert metrics["n"] == 1000 and 0 < metrics["l0"] < 1024
+        assert metrics["mean_lifetime_sparsity"] == pytest.approx(metrics["population_sparsity"])
+        for figure in (f"lifetime_sparsity_{model}.png", f"training_curve_{model}.png"):
+            assert (run / "figures" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    comparison = json.loads((run / "compare" / "tiny-RN__tiny-ViT" / "comparison.json").read_text())
+    validate(comparison, "comparison")
+    assert 0 <= comparison["linear_cka"] <= 1 and comparison["n_images"] == 1000
+    assert (run / "figures" / "topk_overlap_tiny-RN__tiny-ViT.png").exists()
+    numbers = (run / "paper" / "numbers.tex").read_text()
+    assert f"\\newcommand{{\\CmpLinearCka}}{{{comparison['linear_cka']:.4g}}}" in numbers
+    # temporary per-shard files are gone; every rule left a log and a benchmark
+    assert not list(run.glob("cache/*/*/labels-*.npy")) and not list(run.glob("cache/*/*/shard-*.json"))
+    assert len(list(run.glob("benchmarks/**/*.tsv"))) == len(list(run.glob("logs/**/*.log"))) >= 20
+
+
+def test_two_runs_from_scratch_are_byte_identical(smoke_runs):
+    first, second = smoke_runs
+    files = sorted(
+        p.relative_to(first)
+        for pattern in ("eval/*/metrics.json", "compare/*/comparison.json", "sae/*/sae_weights.safetensors",
+                        "sae/*/cfg.json", "cache/*/*/manifest.json", "paper/numbers.tex")
+        for p in first.glob(pattern)
+    )
+    assert len(files) == 2 + 1 + 2 + 2 + 4 + 1
+    for rel in files:
+        assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
+
+
+def test_a_second_run_has_nothing_to_do(smoke_runs):
+    out = snakemake(smoke_runs[0].parents[1], "--configfile", "config/smoke.yaml", "--dry-run").stdout
+    assert "Nothing to be done" in out
+
+
+def test_lint_passes():
+    proc = snakemake(REPO, "--lint", "--configfile", "config/smoke.yaml", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c.update(trian=c.pop("train")), "'trian' was unexpected"),
+        (lambda c: c["train"].update(l1_coef=1.0), "'l1_coef' was unexpected"),
+        (lambda c: c["cache"].update(dtype="int8"), "'int8' is not one of"),
+        (lambda c: c["compare"].update(b="ViT-B-32"), "compare.b is 'ViT-B-32', which is not a key of models"),
+        (lambda c: c["models"]["tiny-ViT"].update(hook="resid_cls"), "does not match"),
+        (lambda c: c["dataset"].update(eval_split="val"), "cifar10 has splits train, test"),
+    ],
+)
+def test_a_bad_config_stops_before_any_job_with_a_message_naming_it(tmp_path, edit, message):
+    workdir = workflow_copy(tmp_path)
+    config = yaml.safe_load((workdir / "config" / "smoke.yaml").read_text())
+    edit(config)
+    (workdir / "config" / "bad.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake(workdir, "--configfile", "config/bad.yaml", "--dry-run", check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not (workdir / "results").exists()
+
+
+def test_a_missing_dataset_fails_the_job_with_where_it_looked(tmp_path):
+    workdir = workflow_copy(tmp_path)
+    config = yaml.safe_load((workdir / "config" / "smoke.yaml").read_text())
+    config["fixture"] = None
+    config["dataset"].update(fixture=False, root="data/nowhere")
+    (workdir / "config" / "missing.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake(workdir, "--configfile", "config/missing.yaml", check=False)
+    assert proc.returncode != 0
+    log = next((workdir / "results" / "smoke" / "logs" / "cache_shard").glob("*.log")).read_text()
+    assert "CIFAR-10 not found: looked for" in log and "dataset.download: true" in log
+    assert not list((workdir / "results" / "smoke").glob("cache/*/*/*.npy"))
