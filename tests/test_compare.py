@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from saesuite.compare import StreamingLinearCKA, StreamingTopK, compare_saes, linear_cka, topk_overlap
+from saesuite.compare import StreamingLinearCKA, compare_saes, linear_cka, topk_overlap
+from saesuite.topk import StreamingTopK
 from saesuite.errors import ConfigError
 from saesuite.schema import validate
 from saesuite.train import TrainConfig, train_sae
