@@ -7,8 +7,15 @@ A hook point is named by a :class:`HookSpec`:
   second-to-last block). ``d`` is the transformer width.
 * ``attnpool`` -- the output of a ModifiedResNet's attention pool, i.e. the image
   embedding. ``d`` is the embedding width.
+* ``mlp_out:K`` -- the CLS token of the MLP output of block ``K`` (what the MLP
+  writes into the residual stream). ``d`` is the transformer width.
+* ``mlp_hidden:K`` -- the CLS token of block ``K``'s MLP neurons (the GELU output,
+  the inputs of ``mlp.c_proj``). ``d`` is the MLP width (4 x width).
 
-``d`` is always read off the model, never hard-coded.
+``d`` is always read off the model, never hard-coded. :meth:`Backbone.capture`
+reads several hook points in one forward pass and stops the pass once the last
+of them has run; :meth:`Backbone.prepare` moves the tower to its device with
+bf16 autocast and channels-last where they help (CUDA).
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ from torch import nn
 
 from saesuite.errors import ConfigError
 
-SITES = ("resid_cls", "attnpool")
+SITES = ("resid_cls", "attnpool", "mlp_out", "mlp_hidden")
+BLOCK_SITES = ("resid_cls", "mlp_out", "mlp_hidden")
+PRECISIONS = ("auto", "fp32", "bf16")
 _TINY_CONFIGS_REGISTERED = False
 
 
@@ -48,8 +57,8 @@ class HookSpec:
                     raise ConfigError(f"hook {text!r}: block index {block_text!r} is not an integer") from None
         if site not in SITES:
             raise ConfigError(f"hook {text!r}: unknown site {site!r}; choose one of {', '.join(SITES)}")
-        if site == "resid_cls" and block is None:
-            raise ConfigError(f"hook {text!r}: resid_cls needs a block index, e.g. 'resid_cls:22'")
+        if site in BLOCK_SITES and block is None:
+            raise ConfigError(f"hook {text!r}: {site} needs a block index, e.g. '{site}:22'")
         if site == "attnpool" and block is not None:
             raise ConfigError(f"hook {text!r}: attnpool takes no block index")
         return cls(site, block)
@@ -94,18 +103,32 @@ class Backbone:
     d: int
     hook_module: nn.Module
     init_seed: int | None = None  # the seed of random weights (pretrained None), else None
+    precision: str = "fp32"  # what prepare() chose: fp32, or bf16 autocast
+    channels_last: bool = False
 
     @property
     def visual(self) -> nn.Module:
         return self.model.visual
 
-    def _select(self, output: torch.Tensor) -> torch.Tensor:
-        if self.hook.site == "attnpool":
-            return output
-        # resid_cls: open_clip's transformer is batch-first ([B, L, D]) in
-        # current releases; older ones ran sequence-first ([L, B, D]).
-        batch_first = getattr(self.visual.transformer, "batch_first", True)
-        return output[:, 0] if batch_first else output[0]
+    def prepare(self, device: torch.device | str, precision: str = "auto") -> "Backbone":
+        """Move the tower to ``device`` for inference; return ``self``.
+
+        ``precision``: ``fp32``, ``bf16`` (autocast; on CPU too, for tests) or
+        ``auto`` (bf16 on CUDA, fp32 elsewhere). Convolutional towers go
+        channels-last on CUDA, where cuDNN's kernels prefer it.
+        """
+        device = torch.device(device)
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision {precision!r} is not known; choose one of {', '.join(PRECISIONS)}")
+        self.precision = ("bf16" if device.type == "cuda" else "fp32") if precision == "auto" else precision
+        self.channels_last = device.type == "cuda" and not hasattr(self.visual, "transformer")
+        self.model.to(device)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        return self
+
+    def _autocast(self, device: torch.device):
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     @torch.inference_mode()
     def activations(self, images: torch.Tensor) -> torch.Tensor:
@@ -114,28 +137,57 @@ class Backbone:
         The forward pass stops as soon as the hooked module has run, so the
         layers after it cost nothing.
         """
-        captured: list[torch.Tensor] = []
+        return self.capture(images, [self.hook])[str(self.hook)]
 
-        def hook(_module, _inputs, output):
-            captured.append(self._select(output))
-            raise _StopForward
+    @torch.inference_mode()
+    def capture(self, images: torch.Tensor, hooks: list[HookSpec | str]) -> dict[str, torch.Tensor]:
+        """Several hook points in one forward pass: ``{str(hook): [B, d_hook]}`` (keys as resolved).
 
-        handle = self.hook_module.register_forward_hook(hook)
+        The pass stops once every hook has fired. Outputs keep the dtype the
+        tower computed in (bf16 under autocast).
+        """
+        resolved = [resolve_hook(self.model, self.name, HookSpec.parse(h) if not isinstance(h, HookSpec) else h) for h in hooks]
+        captured: dict[str, torch.Tensor] = {}
+
+        def make_hook(spec: HookSpec):
+            def hook(_module, _inputs, output):
+                captured[str(spec)] = _select(self.visual, spec, output)
+                if len(captured) == len(resolved):
+                    raise _StopForward
+
+            return hook
+
+        handles = [module.register_forward_hook(make_hook(spec)) for spec, module, _ in resolved]
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         try:
-            self.visual(images)
+            with self._autocast(images.device):
+                self.visual(images)
         except _StopForward:
             pass
         finally:
-            handle.remove()
-        if not captured:
-            raise RuntimeError(f"hook {self.hook} on {self.name} never fired")
-        return captured[0]
+            for handle in handles:
+                handle.remove()
+        missing = [str(spec) for spec, _, _ in resolved if str(spec) not in captured]
+        if missing:
+            raise RuntimeError(f"hooks {missing} on {self.name} never fired")
+        return captured
 
 
-def _resolve_hook(model: nn.Module, name: str, hook: HookSpec) -> tuple[HookSpec, nn.Module, int]:
+def _select(visual: nn.Module, hook: HookSpec, output: torch.Tensor) -> torch.Tensor:
+    """The captured part of a hooked module's output: the CLS token for block sites, all of it for attnpool."""
+    if hook.site == "attnpool":
+        return output
+    # open_clip's transformer is batch-first ([B, L, D]) in current releases; older ones ran sequence-first.
+    batch_first = getattr(visual.transformer, "batch_first", True)
+    return output[:, 0] if batch_first else output[0]
+
+
+def resolve_hook(model: nn.Module, name: str, hook: HookSpec) -> tuple[HookSpec, nn.Module, int]:
+    """``(hook with its block made non-negative, module to hook, d)`` of an open_clip model; ConfigError if absent."""
     visual = model.visual
     kind = type(visual).__name__
-    if hook.site == "resid_cls":
+    if hook.site in BLOCK_SITES:
         blocks = getattr(getattr(visual, "transformer", None), "resblocks", None)
         if blocks is None:
             raise ConfigError(
@@ -149,7 +201,13 @@ def _resolve_hook(model: nn.Module, name: str, hook: HookSpec) -> tuple[HookSpec
                 f"hook {hook}: model {name!r} has {n} blocks (indices 0..{n - 1}, or -{n}..-1); "
                 f"block {hook.block} does not exist"
             )
-        return HookSpec("resid_cls", block), blocks[block], int(visual.transformer.width)
+        resolved = HookSpec(hook.site, block)
+        if hook.site == "resid_cls":
+            return resolved, blocks[block], int(visual.transformer.width)
+        mlp = blocks[block].mlp
+        if hook.site == "mlp_out":
+            return resolved, mlp, int(visual.transformer.width)
+        return resolved, mlp.gelu, int(mlp.c_fc.out_features)
     # attnpool
     attnpool = getattr(visual, "attnpool", None)
     if attnpool is None:
@@ -168,11 +226,11 @@ def _precheck_hook(name: str, hook: HookSpec) -> None:
     if not vision or "layers" not in vision:
         return  # a config open_clip builds differently (timm, hf): checked on the built model
     resnet = isinstance(vision["layers"], (list, tuple))
-    if hook.site == "resid_cls" and resnet:
+    if hook.site in BLOCK_SITES and resnet:
         raise ConfigError(f"hook {hook}: {name!r} is a ResNet and has no transformer blocks; use 'attnpool'")
     if hook.site == "attnpool" and not resnet:
         raise ConfigError(f"hook {hook}: {name!r} is a ViT and has no attention pool; use 'resid_cls:K'")
-    if hook.site == "resid_cls":
+    if hook.site in BLOCK_SITES:
         n = int(vision["layers"])
         if not -n <= hook.block < n:
             raise ConfigError(
@@ -215,5 +273,5 @@ def load_backbone(
             "as 'pretrained'."
         ) from err
     model.eval()
-    resolved, module, d = _resolve_hook(model, name, hook)
+    resolved, module, d = resolve_hook(model, name, hook)
     return Backbone(name, pretrained, resolved, model, preprocess, d, module, init_seed if pretrained is None else None)

@@ -9,10 +9,22 @@ Layout of a cache directory (the contract of DESIGN.md)::
     labels.npy           int64 [n]
 
 Row i of the concatenated shards is image i of the dataset. Each shard is written
-under a temporary name and renamed once complete, then its record is written, so a
-killed run redoes only the shards without a record and a half-written shard never
-looks complete. ``manifest.json`` is written last: its presence means the cache is
-whole.
+under a temporary name (a memory map, so host memory stays bounded by the batch)
+and renamed once complete, then its record is written, so a killed run redoes
+only the shards without a record and a half-written shard never looks complete.
+``manifest.json`` is written last: its presence means the cache is whole.
+
+Bad images. An image that cannot be read or decoded does not stop the run: its
+row is written as zeros (so rows stay aligned with the dataset index, and two
+caches of the same images stay row-aligned) and listed in the manifest as
+``bad_rows: [{row, path, error}]`` with ``n_bad``. Readers must skip those rows:
+:meth:`ActivationCache.valid_mask` (bool ``[n]``) and
+:meth:`ActivationCache.valid_indices` (the usable rows) say which. More than
+``max_bad_fraction`` of a shard's rows stops the job with the list.
+
+Verification. :func:`verify_cache` (``saesuite verify-cache DIR``, and
+:meth:`ActivationCache.open`, which training and evaluation call) checks every
+shard's rows, dtype, sha256 and that it holds no NaN/inf, and names the shard at fault.
 """
 
 from __future__ import annotations
@@ -20,24 +32,35 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from saesuite.backbones import Backbone
+from saesuite.backbones import Backbone, HookSpec, resolve_hook
 from saesuite.errors import CacheError, ConfigError
+from saesuite.loader import BadImage, shard_loader
 
 MANIFEST = "manifest.json"
 DTYPES = ("float16", "float32")
+FINITE_BLOCK = 16384  # rows checked for NaN/inf at a time: bounds verify's memory
 
 
 def shard_name(index: int) -> str:
     return f"shard-{index:05d}.npy"
+
+
+def record_name(index: int) -> str:
+    return f"shard-{index:05d}.json"
+
+
+def labels_name(index: int) -> str:
+    return f"labels-{index:05d}.npy"
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
@@ -82,6 +105,24 @@ def cache_length(dataset: Dataset, limit: int | None) -> int:
     return len(dataset) if limit is None else min(int(limit), len(dataset))
 
 
+@dataclass
+class _Target:
+    """One hook's shard being written: where, and the open memory map of its temporary file."""
+
+    hook: HookSpec
+    d: int
+    out_dir: Path
+    index: int
+
+    @property
+    def record_path(self) -> Path:
+        return self.out_dir / record_name(self.index)
+
+    @property
+    def tmp_path(self) -> Path:
+        return self.out_dir / (shard_name(self.index) + ".tmp")
+
+
 def cache_shard(
     backbone: Backbone,
     dataset: Dataset,
@@ -96,70 +137,163 @@ def cache_shard(
     num_workers: int = 0,
     dtype: str = "float16",
     device: str = "cpu",
+    precision: str = "auto",
+    max_bad_fraction: float = 0.001,
+    prefetch_factor: int = 4,
+    also: Mapping[str, str | Path] | None = None,
 ) -> dict:
     """Compute and write shard ``index`` of ``n_shards`` of ``dataset``; return its record.
 
     The shard holds rows ``shard_rows(n, n_shards, index)`` with ``n`` the number of
     images cached. A shard whose record already exists is complete and is not
-    recomputed. Writes ``shard-NNNNN.npy``, ``labels-NNNNN.npy`` and, last,
-    the record ``shard-NNNNN.json``.
+    recomputed. Writes ``shard-NNNNN.npy`` (through a memory-mapped temporary file
+    renamed when whole), ``labels-NNNNN.npy`` and, last, the record ``shard-NNNNN.json``.
+    Host memory is bounded by the batch (images in flight) plus 8 bytes a row for labels.
+
+    ``also`` maps further hook points (``"mlp_hidden:22"``) to their own cache
+    directories, filled from the same forward pass. An image that cannot be read is
+    written as a row of zeros and listed in the record's ``bad_rows``; more than
+    ``max_bad_fraction`` of the shard's rows stops the job with the list.
+    ``precision`` is ``auto`` (bf16 autocast on CUDA), ``fp32`` or ``bf16``.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    record_path = out_dir / shard_name(index).replace(".npy", ".json")
-    if record_path.exists():
-        return json.loads(record_path.read_text())
     if dtype not in DTYPES:
         raise ConfigError(f"cache dtype {dtype!r} is not supported; choose one of {', '.join(DTYPES)}")
+    targets = [_Target(backbone.hook, backbone.d, Path(out_dir), index)]
+    for hook, path in (also or {}).items():
+        spec, _, d = resolve_hook(backbone.model, backbone.name, HookSpec.parse(hook))
+        targets.append(_Target(spec, d, Path(path), index))
+    if len({t.out_dir.resolve() for t in targets}) != len(targets):
+        raise ConfigError("each hook point needs its own cache directory; two of them share one")
+    if all(t.record_path.exists() for t in targets):
+        return json.loads(targets[0].record_path.read_text())
     torch_device = resolve_device(device)
-    backbone.model.to(torch_device)
+    backbone.prepare(torch_device, precision)
     start, stop = shard_rows(cache_length(dataset, limit), n_shards, index)
-    loader = DataLoader(
-        Subset(dataset, range(start, stop)),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        pin_memory=torch_device.type == "cuda",
+    rows = stop - start
+    loader, on_device = shard_loader(
+        dataset, start, stop, getattr(dataset, "transform", None) or backbone.preprocess,
+        batch_size=batch_size, num_workers=num_workers, pin_memory=torch_device.type == "cuda",
+        prefetch_factor=prefetch_factor,
     )
-    acts = np.empty((stop - start, backbone.d), dtype=dtype)
-    labels = np.empty(stop - start, dtype=np.int64)
-    at = 0
-    with tqdm(total=stop - start, unit="img", desc=f"{backbone.name} {backbone.hook} shard {index}") as bar:
-        for images, targets in loader:
-            out = backbone.activations(images.to(torch_device, non_blocking=True))
-            if not torch.isfinite(out).all():
-                raise CacheError(f"{backbone.name} produced non-finite activations at rows {start + at}..")
-            acts[at : at + len(out)] = out.float().cpu().numpy()
-            labels[at : at + len(out)] = targets.numpy()
-            at += len(out)
-            bar.update(len(out))
-    name = shard_name(index)
-    tmp = out_dir / (name + ".tmp")
+    for t in targets:
+        t.out_dir.mkdir(parents=True, exist_ok=True)
+    maps = [np.lib.format.open_memmap(t.tmp_path, mode="w+", dtype=dtype, shape=(rows, t.d)) for t in targets]
+    labels = np.empty(rows, dtype=np.int64)
+    bad: list[BadImage] = []
+    allowed = int(max_bad_fraction * rows)
+    timer = ShardTimer()
+    hooks = [t.hook for t in targets]
+    with tqdm(total=rows, unit="img", desc=f"{backbone.name} {backbone.hook} shard {index}") as bar:
+        for batch_rows, images, ok, targets_, bad_items in timer.wrap(loader):
+            local = batch_rows.numpy() - start
+            labels[local] = targets_.numpy()
+            bad.extend(bad_items)
+            if len(bad) > allowed:
+                raise CacheError(_too_many_bad(bad, rows, max_bad_fraction))
+            if len(images):
+                outs = backbone.capture(on_device(images.to(torch_device, non_blocking=True)), hooks)
+                for t, mm in zip(targets, maps):
+                    mm[local[ok.numpy()]] = _to_host(outs[str(t.hook)], dtype, backbone.name, t.hook, start + local[0])
+            for mm in maps:
+                mm[local[~ok.numpy()]] = 0
+            timer.model_done(len(local))
+            bar.update(len(local))
+            if bad:
+                bar.set_postfix(bad=len(bad))
+    for mm in maps:
+        mm.flush()
+    del maps
+    print(timer.summary(rows), flush=True)
+    records = []
+    for t in targets:
+        final = t.out_dir / shard_name(index)
+        os.replace(t.tmp_path, final)
+        _save_atomic(t.out_dir / labels_name(index), labels)
+        records.append({
+            "file": final.name,
+            "rows": int(rows),
+            "start": int(start),
+            "sha256": sha256_file(final),
+            "bad_rows": [b.record() for b in bad],
+            "timing": timer.record(rows),
+            "meta": cache_meta(backbone, dataset, dataset_name, split, dtype, hook=t.hook, d=t.d),
+        })
+    for t, record in zip(targets, records):  # records last: their presence marks the shard complete
+        write_json_atomic(t.record_path, record)
+    return records[0]
+
+
+def _to_host(out: torch.Tensor, dtype: str, model: str, hook: HookSpec, first_row: int) -> np.ndarray:
+    """``[B, d]`` activations as a host array of ``dtype``; a CacheError if any value is not finite."""
+    arr = out.to(getattr(torch, dtype)).cpu().numpy()
+    if not np.isfinite(arr).all():
+        hint = " (float16 overflows past 65504: set cache.dtype: float32)" if dtype == "float16" and torch.isfinite(out).all() else ""
+        raise CacheError(f"{model} {hook} produced non-finite activations in the batch starting at row {first_row}{hint}")
+    return arr
+
+
+def _too_many_bad(bad: list[BadImage], rows: int, fraction: float) -> str:
+    listing = "\n".join(f"  row {b.row}: {b.path or '?'}: {b.error}" for b in bad)
+    return (
+        f"{len(bad)} unreadable images in a shard of {rows} rows, more than cache.max_bad_fraction={fraction} allows. "
+        f"Repair or remove them (or raise the fraction):\n{listing}"
+    )
+
+
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
-        np.save(fh, acts)
-    os.replace(tmp, out_dir / name)
-    np.save(out_dir / f"labels-{index:05d}.npy", labels)
-    record = {
-        "file": name,
-        "rows": int(stop - start),
-        "start": int(start),
-        "sha256": sha256_file(out_dir / name),
-        "meta": cache_meta(backbone, dataset, dataset_name, split, dtype),
-    }
-    write_json_atomic(record_path, record)
-    return record
+        np.save(fh, array)
+    os.replace(tmp, path)
+
+
+class ShardTimer:
+    """Splits a shard's wall time into waiting for the loader (decode + preprocess) and the model."""
+
+    def __init__(self) -> None:
+        self.data_s = self.model_s = 0.0
+        self.t0 = self.mark = time.perf_counter()
+
+    def wrap(self, loader: Iterable) -> Iterator:
+        for batch in loader:
+            now = time.perf_counter()
+            self.data_s += now - self.mark
+            self.mark = now
+            yield batch
+
+    def model_done(self, _images: int) -> None:
+        now = time.perf_counter()
+        self.model_s += now - self.mark
+        self.mark = now
+
+    def record(self, rows: int) -> dict:
+        seconds = time.perf_counter() - self.t0
+        return {
+            "seconds": round(seconds, 3),
+            "data_wait_s": round(self.data_s, 3),
+            "model_s": round(self.model_s, 3),
+            "images_per_s": round(rows / seconds, 1) if seconds > 0 else None,
+        }
+
+    def summary(self, rows: int) -> str:
+        r = self.record(rows)
+        return (
+            f"{rows} images in {r['seconds']} s ({r['images_per_s']} img/s): waiting for data {r['data_wait_s']} s, "
+            f"model {r['model_s']} s"
+        )
 
 
 def write_manifest(out_dir: str | Path, n_shards: int) -> dict:
     """Gather the shard records into ``manifest.json`` and ``labels.npy`` (the last step).
 
     Every shard must be complete, describe the same model, hook and split, and
-    the shards must tile the rows without gap or overlap.
+    the shards must tile the rows without gap or overlap. The shards' unreadable
+    images are gathered into ``bad_rows`` (``[{row, path, error}]``) and ``n_bad``.
     """
     out_dir = Path(out_dir)
-    records, labels, meta = [], [], None
+    records, labels, bad, meta = [], [], [], None
     for index in range(n_shards):
-        record_path = out_dir / shard_name(index).replace(".npy", ".json")
+        record_path = out_dir / record_name(index)
         if not record_path.exists():
             raise CacheError(f"{out_dir}: shard {index} is not complete ({record_path.name} missing); rerun caching")
         record = json.loads(record_path.read_text())
@@ -170,10 +304,11 @@ def write_manifest(out_dir: str | Path, n_shards: int) -> dict:
         if record["start"] != sum(r["rows"] for r in records):
             raise CacheError(f"{out_dir}: shard {index} starts at row {record['start']}, not where shard {index - 1} ends")
         records.append({"file": record["file"], "rows": record["rows"], "sha256": record["sha256"]})
-        labels.append(np.load(out_dir / f"labels-{index:05d}.npy"))
+        bad.extend(record.get("bad_rows", []))
+        labels.append(np.load(out_dir / labels_name(index)))
     all_labels = np.concatenate(labels) if labels else np.empty(0, np.int64)
-    np.save(out_dir / "labels.npy", all_labels)
-    manifest = dict(meta, n=int(len(all_labels)), shards=records)
+    _save_atomic(out_dir / "labels.npy", all_labels)
+    manifest = dict(meta, n=int(len(all_labels)), shards=records, n_bad=len(bad), bad_rows=bad)
     write_json_atomic(out_dir / MANIFEST, manifest)
     return manifest
 
@@ -191,35 +326,48 @@ def cache_activations(
     n_shards: int = 1,
     device: str = "cpu",
     limit: int | None = None,
+    precision: str = "auto",
+    max_bad_fraction: float = 0.001,
+    prefetch_factor: int = 4,
+    also: Mapping[str, str | Path] | None = None,
 ) -> dict:
     """Cache ``backbone``'s hooked activation for every image of ``dataset``; return the manifest.
 
     The shards are computed one after another here; the workflow runs them as
-    separate jobs and then calls :func:`write_manifest`.
+    separate jobs and then calls :func:`write_manifest`. ``also`` and the other
+    options are those of :func:`cache_shard`; each directory of ``also`` gets its
+    own manifest.
     """
     if cache_length(dataset, limit) == 0:
         raise ConfigError(f"dataset {dataset_name} split {split} has no images to cache")
     for index in range(n_shards):
         cache_shard(
             backbone, dataset, out_dir, index, n_shards,
-            dataset_name=dataset_name, split=split, limit=limit, batch_size=batch_size, num_workers=num_workers, dtype=dtype, device=device,
+            dataset_name=dataset_name, split=split, limit=limit, batch_size=batch_size, num_workers=num_workers,
+            dtype=dtype, device=device, precision=precision, max_bad_fraction=max_bad_fraction,
+            prefetch_factor=prefetch_factor, also=also,
         )
-    manifest = write_manifest(out_dir, n_shards)
-    for index in range(n_shards):  # the per-shard parts are folded into the manifest and labels.npy
-        (Path(out_dir) / f"labels-{index:05d}.npy").unlink()
-        (Path(out_dir) / f"shard-{index:05d}.json").unlink()
-    return manifest
+    manifests = [write_manifest(d, n_shards) for d in [out_dir, *(also or {}).values()]]
+    for d in [out_dir, *(also or {}).values()]:  # the per-shard parts are folded into the manifest and labels.npy
+        for index in range(n_shards):
+            (Path(d) / labels_name(index)).unlink()
+            (Path(d) / record_name(index)).unlink()
+    return manifests[0]
 
 
-def cache_meta(backbone: Backbone, dataset: Dataset, dataset_name: str, split: str, dtype: str) -> dict:
-    """The manifest's description of what was cached (all but ``n`` and ``shards``)."""
+def cache_meta(
+    backbone: Backbone, dataset: Dataset, dataset_name: str, split: str, dtype: str,
+    hook: HookSpec | None = None, d: int | None = None,
+) -> dict:
+    """The manifest's description of what was cached (all but ``n``, ``shards`` and the bad rows)."""
     return {
-        "d": backbone.d,
+        "d": backbone.d if d is None else d,
         "dtype": dtype,
+        "precision": backbone.precision,
         "model": backbone.name,
         "pretrained": backbone.pretrained,
         "init_seed": backbone.init_seed,
-        "hook": str(backbone.hook),
+        "hook": str(backbone.hook if hook is None else hook),
         "dataset": dataset_name,
         "split": split,
         "classes": list(getattr(dataset, "classes", [])),
@@ -236,9 +384,10 @@ class ActivationCache:
     offsets: np.ndarray  # [n_shards + 1] first row of each shard
 
     @classmethod
-    def open(cls, path: str | Path, *, checksums: bool = True) -> "ActivationCache":
+    def open(cls, path: str | Path, *, checksums: bool = True, finite: bool = True) -> "ActivationCache":
+        """Open a cache after :func:`verify_cache` (the check ``saesuite verify-cache`` runs)."""
         path = Path(path)
-        manifest = verify_cache(path, checksums=checksums)
+        manifest = verify_cache(path, checksums=checksums, finite=finite)
         shards = [np.load(path / s["file"], mmap_mode="r") for s in manifest["shards"]]
         offsets = np.concatenate([[0], np.cumsum([s["rows"] for s in manifest["shards"]])]).astype(np.int64)
         return cls(path, manifest, shards, offsets)
@@ -253,6 +402,21 @@ class ActivationCache:
 
     def labels(self) -> np.ndarray:
         return np.load(self.path / "labels.npy")
+
+    @property
+    def n_bad(self) -> int:
+        """Rows of images that could not be read (zeros in the shards)."""
+        return len(self.manifest.get("bad_rows", []))
+
+    def valid_mask(self) -> np.ndarray:
+        """bool ``[n]``: True for rows of images that were read, False for the zero rows of bad images."""
+        mask = np.ones(self.n, dtype=bool)
+        mask[[int(b["row"]) for b in self.manifest.get("bad_rows", [])]] = False
+        return mask
+
+    def valid_indices(self) -> np.ndarray:
+        """int64 ``[n - n_bad]``: the usable rows, ascending. Sample training batches from these."""
+        return np.flatnonzero(self.valid_mask()).astype(np.int64)
 
     def chunks(self, rows: int = 8192) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(start, x)`` with ``x`` a float32 ``[<=rows, d]`` block, in row order."""
@@ -284,8 +448,9 @@ def verify_cache(path: str | Path, *, checksums: bool = True, finite: bool = Fal
     """Check a cache directory against its manifest; return the manifest or raise :class:`CacheError`.
 
     Checks that every shard exists, holds ``[rows, d]`` of the stated dtype, that
-    the rows add up to ``n`` and match ``labels.npy``, and (``checksums``) its sha256;
-    with ``finite`` also that no value is NaN or inf. The message names the shard at fault.
+    the rows add up to ``n`` and match ``labels.npy``, that ``bad_rows`` name distinct
+    rows in range, and (``checksums``) its sha256; with ``finite`` also that no value
+    is NaN or inf and that bad rows are zeros. The message names the shard at fault.
     """
     path = Path(path)
     manifest_path = path / MANIFEST
@@ -301,6 +466,9 @@ def verify_cache(path: str | Path, *, checksums: bool = True, finite: bool = Fal
     missing = [k for k in ("n", "d", "dtype", "model", "hook", "shards") if k not in manifest]
     if missing:
         raise CacheError(f"{manifest_path}: missing keys {missing}; delete the cache and rebuild it")
+    bad = np.array(sorted(int(b["row"]) for b in manifest.get("bad_rows", [])), dtype=np.int64)
+    if len(bad) and (bad[0] < 0 or bad[-1] >= manifest["n"] or np.any(np.diff(bad) == 0)):
+        raise CacheError(f"{manifest_path}: bad_rows must name distinct rows in 0..{manifest['n'] - 1}; rebuild the cache")
     total = 0
     for record in manifest["shards"]:
         shard_path = path / record["file"]
@@ -320,9 +488,12 @@ def verify_cache(path: str | Path, *, checksums: bool = True, finite: bool = Fal
         if checksums and sha256_file(shard_path) != record["sha256"]:
             raise CacheError(f"{where} fails its sha256 check (corrupted or modified); delete it and its .json and rerun caching")
         if finite:
-            for s in range(0, len(arr), 65536):
-                if not np.isfinite(arr[s : s + 65536]).all():
+            for s in range(0, len(arr), FINITE_BLOCK):
+                if not np.isfinite(arr[s : s + FINITE_BLOCK]).all():
                     raise CacheError(f"{where} holds NaN or inf values near row {s}; rebuild it")
+            local = bad[(bad >= total) & (bad < total + record["rows"])] - total
+            if len(local) and np.any(arr[local] != 0):
+                raise CacheError(f"{where}: rows listed as bad images are not zeros; rebuild it")
         total += record["rows"]
     if total != manifest["n"]:
         raise CacheError(f"{path}: shards hold {total} rows, the manifest says n={manifest['n']}; rebuild the cache")

@@ -134,8 +134,8 @@ def test_a_killed_run_redoes_only_unfinished_shards(fixture_spec, tmp_path, monk
     with pytest.raises(CacheError, match="shard 1 is not complete"):
         write_manifest(out, 3)
     calls = []
-    original = backbone.activations
-    monkeypatch.setattr(backbone, "activations", lambda x: calls.append(len(x)) or original(x))
+    original = backbone.capture
+    monkeypatch.setattr(backbone, "capture", lambda x, hooks: calls.append(len(x)) or original(x, hooks))
     assert cache_shard(backbone, dataset, out, 0, 3, **kw) == first  # complete: not recomputed
     assert calls == []
     cache_shard(backbone, dataset, out, 1, 3, **kw)

@@ -15,4 +15,6 @@ with log_to(snakemake.log[0]):
         backbone, dataset, Path(snakemake.output.shard).parent, int(snakemake.wildcards.index), snakemake.params.n_shards,
         dataset_name=data["kind"], split=snakemake.wildcards.split, limit=data.get("limit"),
         batch_size=cache["batch_size"], num_workers=cache["num_workers"], dtype=cache["dtype"], device=cache["device"],
+        precision=cache.get("precision", "auto"), max_bad_fraction=cache.get("max_bad_fraction", 0.001),
+        prefetch_factor=cache.get("prefetch_factor", 4),
     )
