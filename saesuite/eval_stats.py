@@ -1,0 +1,135 @@
+"""Streaming accumulators of the evaluation: each sees every chunk ``(x, f, x_hat, labels)`` once.
+
+Memory is bounded by the number of latents ``F`` (and classes ``C``), never by
+``N x F``: per-latent sums ``[F]``, class sums ``[C, F]``, per-input scalars ``[N]``,
+and a fixed-size top list. Everything is summed in float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+class ReconstructionStats:
+    """Reconstruction and per-input sparsity sums (SAEBench core definitions, over the whole split)."""
+
+    def __init__(self, n: int, d: int, near_zero: float):
+        self.n, self.near_zero = 0, near_zero
+        self.sum_x = np.zeros(d, np.float64)
+        self.sum_sq_x = self.sum_sq_err = 0.0
+        self.sum_cos = self.sum_norm_in = self.sum_norm_out = self.sum_ratio = 0.0
+        self.sum_xhat_sq = self.sum_x_dot_xhat = 0.0
+        self.l0 = np.zeros(n, np.int64)  # per input
+        self.l1 = np.zeros(n, np.float64)
+        self.near_zero_fraction = np.zeros(n, np.float64)
+
+    def update(self, start: int, x: Tensor, f: Tensor, x_hat: Tensor) -> None:
+        """``x [b, d]``, ``f [b, F]``, ``x_hat [b, d]`` for rows ``start .. start + b``."""
+        x64, xh64 = x.double(), x_hat.double()
+        b = len(x)
+        self.n += b
+        self.sum_x += x64.sum(0).cpu().numpy()
+        self.sum_sq_x += float(x64.pow(2).sum())
+        self.sum_sq_err += float((x64 - xh64).pow(2).sum())
+        norm_in, norm_out = x64.norm(dim=1), xh64.norm(dim=1)
+        dot = (x64 * xh64).sum(1)
+        self.sum_cos += float((dot / (norm_in * norm_out).clamp_min(1e-30)).sum())
+        self.sum_norm_in += float(norm_in.sum())
+        self.sum_norm_out += float(norm_out.sum())
+        self.sum_ratio += float((norm_out / norm_in.clamp_min(1e-30)).sum())
+        self.sum_xhat_sq += float(norm_out.pow(2).sum())
+        self.sum_x_dot_xhat += float(dot.sum())
+        rows = slice(start, start + b)
+        self.l0[rows] = (f > 0).sum(1).cpu().numpy()
+        self.l1[rows] = f.double().abs().sum(1).cpu().numpy()
+        self.near_zero_fraction[rows] = (f.abs() < self.near_zero).double().mean(1).cpu().numpy()
+
+    @property
+    def mean(self) -> np.ndarray:
+        """``[d]`` mean input over the split (the mean-ablation value)."""
+        return self.sum_x / self.n
+
+    def result(self, d: int, n_latents: int) -> dict:
+        n = self.n
+        total_sq_dev = self.sum_sq_x - n * float(self.mean @ self.mean)
+        return {
+            "n": n,
+            "mse": self.sum_sq_err / (n * d),
+            "normalized_mse": self.sum_sq_err / total_sq_dev,
+            "explained_variance": 1.0 - self.sum_sq_err / total_sq_dev,
+            "cosine_similarity": self.sum_cos / n,
+            "l2_norm_in": self.sum_norm_in / n,
+            "l2_norm_out": self.sum_norm_out / n,
+            "l2_ratio": self.sum_ratio / n,
+            "relative_reconstruction_bias": self.sum_xhat_sq / self.sum_x_dot_xhat,
+            "l0": float(self.l0.mean()),
+            "l1": float(self.l1.mean()),
+            "population_sparsity": float((self.l0 / n_latents).mean()),
+            "fraction_near_zero": float(self.near_zero_fraction.mean()),
+        }
+
+
+class LatentStats:
+    """Per-latent firing counts, activation sums and activation mass per class ``[C, F]``."""
+
+    def __init__(self, n_latents: int, n_classes: int, device: str | torch.device = "cpu"):
+        self.n = 0
+        self.fire_count = torch.zeros(n_latents, dtype=torch.int64, device=device)
+        self.act_sum = torch.zeros(n_latents, dtype=torch.float64, device=device)
+        self.class_act = torch.zeros(n_classes, n_latents, dtype=torch.float64, device=device)
+
+    def update(self, f: Tensor, labels: Tensor) -> None:
+        """``f [b, F]``, ``labels [b]`` (int64 class indices)."""
+        self.n += len(f)
+        self.fire_count += (f > 0).sum(0)
+        f64 = f.double()
+        self.act_sum += f64.sum(0)
+        self.class_act.index_add_(0, labels.to(f.device), f64.clamp_min(0))
+
+    def numpy(self) -> dict[str, np.ndarray]:
+        return {
+            "fire_count": self.fire_count.cpu().numpy(),
+            "total_activation": self.act_sum.cpu().numpy(),
+            "class_activation": self.class_act.cpu().numpy(),
+        }
+
+
+def label_entropy(class_activation: np.ndarray) -> np.ndarray:
+    """``[C, F]`` activation mass per class -> ``[F]`` entropy (nats) of ``p_c = mass_c / sum_c mass_c``.
+
+    NaN for latents that never fire (no distribution).
+    """
+    total = class_activation.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = class_activation / total
+        terms = np.where(p > 0, -p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+    return np.where(total > 0, terms.sum(0), np.nan)
+
+
+class TopActivatingImages:
+    """The ``n_images`` inputs with the largest activation of any latent, and the latents firing most on each.
+
+    Ties keep the lower row index (candidates are merged with a stable sort, chunks
+    arrive in row order).
+    """
+
+    def __init__(self, n_images: int, n_latents_per_image: int):
+        self.n_images, self.m = n_images, n_latents_per_image
+        self.rows = np.zeros(0, np.int64)
+        self.scores = np.zeros(0, np.float64)
+        self.latents = np.zeros((0, n_latents_per_image), np.int64)
+        self.values = np.zeros((0, n_latents_per_image), np.float64)
+
+    def update(self, start: int, f: Tensor) -> None:
+        """``f [b, F]`` codes of rows ``start .. start + b``."""
+        score = f.max(dim=1).values
+        keep = torch.sort(-score, stable=True).indices[: self.n_images]
+        values, latents = f[keep].topk(min(self.m, f.shape[1]), dim=1)
+        rows = np.concatenate([self.rows, start + keep.cpu().numpy()])
+        scores = np.concatenate([self.scores, score[keep].double().cpu().numpy()])
+        order = np.argsort(-scores, kind="stable")[: self.n_images]
+        self.rows, self.scores = rows[order], scores[order]
+        self.latents = np.concatenate([self.latents, latents.cpu().numpy()])[order]
+        self.values = np.concatenate([self.values, values.double().cpu().numpy()])[order]
