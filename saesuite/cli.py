@@ -65,7 +65,12 @@ def cmd_evaluate(args) -> None:
 def cmd_compare(args) -> None:
     from saesuite.compare import compare_saes
 
-    result = compare_saes(args.cache_a, args.sae_a, args.cache_b, args.sae_b, args.out_dir, k=args.k, device=args.device)
+    from saesuite.feature_comparison import CompareSettings
+
+    settings = CompareSettings(k=args.k, knn_k=args.knn_k, permutations=args.permutations, folds=args.folds, seed=args.seed)
+    result = compare_saes(
+        args.cache_a, args.sae_a, args.cache_b, args.sae_b, args.out_dir, device=args.device, settings=settings
+    )
     print(json.dumps(result, indent=2))
 
 
@@ -138,7 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="top-k overlap and CKA of two models' SAEs -> OUT_DIR/comparison.json")
     for name in ("cache_a", "sae_a", "cache_b", "sae_b", "out_dir"):
         p.add_argument(name)
-    p.add_argument("--k", type=int, default=9)
+    p.add_argument("--k", type=int, default=9, help="top-k images per feature")
+    p.add_argument("--knn-k", type=int, default=10, help="neighbours for mutual kNN")
+    p.add_argument("--permutations", type=int, default=100, help="permutations of the chance null")
+    p.add_argument("--folds", type=int, default=5, help="disjoint image folds for the spread")
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_compare)
     return parser

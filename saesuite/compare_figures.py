@@ -1,0 +1,119 @@
+"""Figures of the cross-model comparison, drawn from the files ``saesuite compare`` writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from saesuite.figures import _save  # noqa: E402
+
+SIMILARITIES = ("linear_cka", "debiased_cka", "rbf_cka", "mutual_knn")
+
+
+def overlap_against_chance(compare_dir: str | Path, out: str | Path) -> None:
+    """Histogram of each alive feature of A's best top-k overlap with B, with the null mean and ``k/n``."""
+    compare_dir = Path(compare_dir)
+    result = json.loads((compare_dir / "comparison.json").read_text())
+    best = np.load(compare_dir / "topk_overlap.npz")["best_a_to_b"]
+    record = result["topk_overlap"]
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    if len(best):
+        sns.histplot(best, bins=np.linspace(0, 1, result["k"] + 2), ax=ax, stat="proportion", color="C0",
+                     label=f"observed (mean {record['value']:.3f})")
+    if record["null_mean"] is not None:
+        ax.axvline(record["null_mean"], color="C3", ls="--", label=f"permutation null mean {record['null_mean']:.3f}")
+    ax.axvline(result["k"] / result["n_images"], color="grey", ls=":", label=f"one random pair k/n = {result['k'] / result['n_images']:.3g}")
+    ax.set_xlabel(f"best top-{result['k']} image overlap of a {result['model_a']} feature with {result['model_b']}")
+    ax.set_ylabel("fraction of alive features")
+    ax.legend(fontsize=7)
+    _save(fig, out)
+
+
+def similarity_bars(comparison_json: str | Path, out: str | Path) -> None:
+    """CKA and mutual-kNN scores on activations and codes: bars with fold spread, chance marked."""
+    result = json.loads(Path(comparison_json).read_text())
+    rows = []
+    for name in SIMILARITIES:
+        for suffix, on in (("", "activations"), ("_codes", "SAE codes")):
+            r = result[name + suffix]
+            rows.append({"score": name, "on": on, "value": r["value"], "chance": r["chance"], "sd": r["spread"].get("sd")})
+    frame = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    sns.barplot(frame, x="score", y="value", hue="on", ax=ax, errorbar=None)
+    for bar, (_, row) in zip(ax.patches, frame.sort_values("on", kind="stable").iterrows()):
+        x = bar.get_x() + bar.get_width() / 2
+        if row["sd"] is not None and np.isfinite(row["sd"]):
+            ax.errorbar(x, row["value"], yerr=row["sd"], color="black", capsize=3, lw=1)
+        if row["chance"] is not None:
+            ax.hlines(row["chance"], bar.get_x(), bar.get_x() + bar.get_width(), color="C3", lw=2)
+    ax.set_ylabel("score (red: chance; bars: ±1 sd over folds)")
+    ax.set_xlabel("")
+    ax.set_title(f"{result['model_a']} vs {result['model_b']}, n = {result['n_images']}")
+    _save(fig, out)
+
+
+def image_grid(
+    pairs: list[tuple[int | None, int | None]],
+    topk_a: np.ndarray,
+    topk_b: np.ndarray,
+    rows: np.ndarray,
+    image: Callable[[int], np.ndarray],
+    out: str | Path,
+    title: str,
+    names: tuple[str, str],
+    show: int = 5,
+) -> None:
+    """Side by side, per pair, the top images of feature ``a`` of A (left) and ``b`` of B (right).
+
+    ``topk_* [F, k]`` index ``rows``, which map to dataset indices; ``image(i)`` returns image ``i``
+    as an ``[h, w, 3]`` array. A ``None`` feature leaves its half empty (a feature with no partner).
+    """
+    fig, axes = plt.subplots(max(len(pairs), 1), 2 * show, figsize=(2 * show * 0.9, max(len(pairs), 1) * 1.0 + 0.6), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for r, (fa, fb) in enumerate(pairs):
+        for half, (feature, top) in enumerate(((fa, topk_a), (fb, topk_b))):
+            if feature is None:
+                continue
+            for c, row in enumerate(top[feature][:show]):
+                if row >= 0:
+                    axes[r, half * show + c].imshow(image(int(rows[row])))
+            axes[r, half * show].set_title(f"{names[half]} #{feature}", fontsize=6, loc="left")
+    fig.suptitle(title, fontsize=8)
+    _save(fig, out)
+
+
+def pair_grids(compare_dir: str | Path, image: Callable[[int], np.ndarray], out_best: str | Path, out_unpaired: str | Path,
+               names: tuple[str, str], count: int = 6) -> None:
+    """Grids for the best overlap-matched pairs and for alive features of A and B left without a partner."""
+    compare_dir = Path(compare_dir)
+    data = np.load(compare_dir / "topk_overlap.npz")
+    pairs = pd.read_csv(compare_dir / "pairs.csv")
+    matched = pairs[pairs["method"] == "overlap"].sort_values("topk_overlap", ascending=False, kind="stable")
+    best = [(int(a), int(b)) for a, b in zip(matched["feature_a"][:count], matched["feature_b"][:count])]
+    args = (data["topk_a"], data["topk_b"], data["rows"], image)
+    image_grid(best, *args, out_best, "best matched pairs (Hungarian on top-k overlap)", names)
+    shared = matched[matched["above_threshold"].astype(bool)]
+    lone_a = [int(f) for f in data["alive_a"] if f not in set(shared["feature_a"])][:count]
+    lone_b = [int(f) for f in data["alive_b"] if f not in set(shared["feature_b"])][:count]
+    lone = [(a, None) for a in lone_a] + [(None, b) for b in lone_b]
+    image_grid(lone, *args, out_unpaired, "alive features with no partner above the overlap threshold", names)
+
+
+def planted_sweep(sweep_csv: str | Path, out: str | Path) -> None:
+    """Scores of the planted benchmark against the shared fraction of features."""
+    frame = pd.read_csv(sweep_csv).melt(id_vars="shared_fraction", var_name="score", value_name="value")
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    sns.lineplot(frame, x="shared_fraction", y="value", hue="score", marker="o", ax=ax)
+    ax.set_xlabel("fraction of features the two planted models share")
+    ax.legend(fontsize=7)
+    _save(fig, out)
