@@ -48,6 +48,7 @@ from saesuite.loader import BadImage, shard_loader
 
 MANIFEST = "manifest.json"
 DTYPES = ("float16", "float32")
+HASH_BLOCK = 1 << 22  # bytes hashed at a time
 FINITE_BLOCK = 16384  # rows checked for NaN/inf at a time: bounds verify's memory
 
 
@@ -63,10 +64,11 @@ def labels_name(index: int) -> str:
     return f"labels-{index:05d}.npy"
 
 
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+def sha256_file(path: Path, chunk: int | None = None) -> str:
+    """Hex sha256 of a file, read ``chunk`` bytes (default :data:`HASH_BLOCK`) at a time."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        while block := fh.read(chunk):
+        while block := fh.read(chunk or HASH_BLOCK):
             digest.update(block)
     return digest.hexdigest()
 

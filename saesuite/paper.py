@@ -42,8 +42,14 @@ def write_numbers(metrics: dict[str, str | Path], comparison: str | Path, out: s
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 lines.append(f"\\newcommand{{\\{macro_name('sae', role, key)}}}{{{_format(value)}}}")
     for key, value in json.loads(Path(comparison).read_text()).items():
-        if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
-            lines.append(f"\\newcommand{{\\{macro_name('cmp', key)}}}{{{_format(value)}}}")
+        # a score record {value, chance, p_value, ...}: \\Cmp<Key> is its value, \\Cmp<Key><Field> the rest
+        fields = {"": value["value"], **{f: v for f, v in value.items() if f != "value"}} if isinstance(value, dict) and "value" in value else {"": value}
+        for field, sub in list(fields.items()):  # one level further: the spread's mean, sd, ...
+            if isinstance(sub, dict):
+                fields.update({field + "_" + f: v for f, v in sub.items()})
+        for field, number in fields.items():
+            if number is None or (isinstance(number, (int, float)) and not isinstance(number, bool)):
+                lines.append(f"\\newcommand{{\\{macro_name('cmp', key, field)}}}{{{_format(number)}}}")
     text = "\n".join(lines) + "\n"
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(text)

@@ -100,6 +100,24 @@ def test_nan_in_a_shard_is_caught(cache_copy):
     verify_cache(cache_copy)
     with pytest.raises(CacheError, match="NaN or inf"):
         verify_cache(cache_copy, finite=True)
+    # training and evaluation open caches through ActivationCache.open: the same full check
+    with pytest.raises(CacheError, match="shard-00000.npy holds NaN or inf values"):
+        ActivationCache.open(cache_copy)
+    from saesuite.train import TrainConfig, train_sae
+
+    with pytest.raises(CacheError, match="shard-00000.npy holds NaN or inf values"):
+        train_sae(cache_copy, cache_copy.parent / "sae", TrainConfig())
+
+
+def test_training_refuses_a_corrupted_cache(cache_copy):
+    from saesuite.train import TrainConfig, train_sae
+
+    shard = cache_copy / "shard-00001.npy"
+    data = bytearray(shard.read_bytes())
+    data[-7] ^= 0x10
+    shard.write_bytes(bytes(data))
+    with pytest.raises(CacheError, match="shard-00001.npy fails its sha256"):
+        train_sae(cache_copy, cache_copy.parent / "sae", TrainConfig())
 
 
 @pytest.mark.parametrize("damage", ["missing_shard", "wrong_dtype", "wrong_rows", "no_manifest"])
@@ -144,3 +162,30 @@ def test_a_killed_run_redoes_only_unfinished_shards(fixture_spec, tmp_path, monk
     manifest = write_manifest(out, 3)
     assert manifest["n"] == 120 and manifest["dtype"] == "float16"
     verify_cache(out)
+
+
+def test_a_job_killed_mid_shard_leaves_nothing_complete_and_the_rerun_matches(fixture_spec, tmp_path, monkeypatch, caches):
+    backbone = load_backbone("tiny-ViT", None, "resid_cls:-2")
+    dataset = load_dataset(fixture_spec, "test", transform=backbone.preprocess)
+    out = tmp_path / "c"
+    kw = dict(dataset_name="cifar10", split="test", batch_size=64, dtype="float32")
+    original, calls = backbone.capture, []
+
+    def dies_on_second_batch(x, hooks):
+        calls.append(len(x))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the job is killed mid-shard
+        return original(x, hooks)
+
+    monkeypatch.setattr(backbone, "capture", dies_on_second_batch)
+    cache_shard(backbone, dataset, out, 0, 2, **kw)
+    with pytest.raises(KeyboardInterrupt):
+        cache_shard(backbone, dataset, out, 1, 2, **kw)
+    assert (out / "shard-00001.npy.tmp").exists() and not (out / "shard-00001.npy").exists()
+    assert not (out / "shard-00001.json").exists()
+    monkeypatch.setattr(backbone, "capture", original)
+    cache_shard(backbone, dataset, out, 1, 2, **kw)  # the rerun redoes shard 1 only
+    write_manifest(out, 2)
+    assert not list(out.glob("*.tmp"))
+    reference = ActivationCache.open(caches[("tiny-ViT", "test")])  # built in one go
+    np.testing.assert_array_equal(ActivationCache.open(out).read_all(), reference.read_all())

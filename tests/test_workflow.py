@@ -66,10 +66,15 @@ def test_every_stage_writes_its_files(smoke_runs):
             assert (run / "figures" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     comparison = json.loads((run / "compare" / "tiny-RN__tiny-ViT" / "comparison.json").read_text())
     validate(comparison, "comparison")
-    assert 0 <= comparison["linear_cka"] <= 1 and comparison["n_images"] == 1000
+    assert 0 <= comparison["linear_cka"]["value"] <= 1 and comparison["n_images"] == 1000
     assert (run / "figures" / "topk_overlap_tiny-RN__tiny-ViT.png").exists()
     numbers = (run / "paper" / "numbers.tex").read_text()
-    assert f"\\newcommand{{\\CmpLinearCka}}{{{comparison['linear_cka']:.4g}}}" in numbers
+    assert f"\\newcommand{{\\CmpLinearCka}}{{{comparison['linear_cka']['value']:.4g}}}" in numbers
+    assert f"\\newcommand{{\\CmpDebiasedCkaPValue}}{{{comparison['debiased_cka']['p_value']:.4g}}}" in numbers
+    for figure in ("overlap_vs_chance", "similarity", "best_pairs", "unpaired"):
+        assert (run / "figures" / "compare" / "tiny-RN__tiny-ViT" / f"{figure}.png").read_bytes()[:4] == b"\x89PNG"
+    planted = json.loads((run / "compare" / "planted" / "planted_compare.json").read_text())
+    assert planted["correlation_pairing"]["precision"] == 1.0
     # temporary per-shard files are gone; every rule left a log and a benchmark
     assert not list(run.glob("cache/*/*/labels-*.npy")) and not list(run.glob("cache/*/*/shard-*.json"))
     assert len(list(run.glob("benchmarks/**/*.tsv"))) == len(list(run.glob("logs/**/*.log"))) >= 20
