@@ -21,23 +21,39 @@ container: config.get("container", "docker://ghcr.io/saesuite/saesuite:0.1.0")
 
 
 include: "rules/common.smk"
-include: "rules/data.smk"
-include: "rules/activations.smk"
 include: "rules/train.smk"
-include: "rules/evaluate.smk"
-include: "rules/compare.smk"
-include: "rules/figures.smk"
-include: "rules/paper.smk"
 
 
-rule all:
-    default_target: True
-    input:
-        expand(f"{RUN}/eval/{{model}}/metrics.json", model=MODELS),
-        f"{RUN}/compare/{PAIR}/comparison.json",
-        expand(f"{RUN}/figures/lifetime_sparsity_{{model}}.png", model=MODELS),
-        expand(f"{RUN}/figures/training_curve_{{model}}.png", model=MODELS),
-        f"{RUN}/figures/topk_overlap_{PAIR}.png",
-        expand(f"{RUN}/figures/compare/{PAIR}/{{figure}}.png", figure=COMPARE_FIGURES),
-        f"{RUN}/compare/planted/planted_compare.json",
-        f"{RUN}/paper/numbers.tex",
+if PLANTED:
+
+    include: "rules/planted.smk"
+
+    rule all:
+        default_target: True
+        input:
+            f"{RUN}/planted/recovery.json",
+            f"{RUN}/figures/frontier.png",
+            f"{RUN}/figures/training_curve_planted.png",
+
+else:
+
+    include: "rules/data.smk"
+    include: "rules/activations.smk"
+    include: "rules/evaluate.smk"
+    include: "rules/compare.smk"
+    include: "rules/figures.smk"
+    include: "rules/paper.smk"
+
+    rule all:
+        default_target: True
+        input:
+            expand(f"{RUN}/eval/{{model}}/metrics.json", model=MODELS),
+            expand(f"{RUN}/figures/eval/{{model}}/{{figure}}.png", model=MODELS, figure=EVAL_FIGURES),
+            f"{RUN}/compare/{PAIR}/comparison.json",
+            expand(f"{RUN}/figures/lifetime_sparsity_{{model}}.png", model=MODELS),
+            expand(f"{RUN}/figures/training_curve_{{model}}.png", model=MODELS),
+            f"{RUN}/figures/topk_overlap_{PAIR}.png",
+            expand(f"{RUN}/figures/compare/{PAIR}/{{figure}}.png", figure=COMPARE_FIGURES),
+            f"{RUN}/compare/planted/planted_compare.json",
+            f"{RUN}/paper/numbers.tex",
+            f"{RUN}/figures/frontier.png",

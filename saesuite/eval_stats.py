@@ -17,6 +17,7 @@ class ReconstructionStats:
 
     def __init__(self, n: int, d: int, near_zero: float):
         self.n, self.near_zero = 0, near_zero
+        self.seen = np.zeros(n, bool)  # rows that were given (bad-image rows are not)
         self.sum_x = np.zeros(d, np.float64)
         self.sum_sq_x = self.sum_sq_err = 0.0
         self.sum_cos = self.sum_norm_in = self.sum_norm_out = self.sum_ratio = 0.0
@@ -25,8 +26,8 @@ class ReconstructionStats:
         self.l1 = np.zeros(n, np.float64)
         self.near_zero_fraction = np.zeros(n, np.float64)
 
-    def update(self, start: int, x: Tensor, f: Tensor, x_hat: Tensor) -> None:
-        """``x [b, d]``, ``f [b, F]``, ``x_hat [b, d]`` for rows ``start .. start + b``."""
+    def update(self, rows: np.ndarray, x: Tensor, f: Tensor, x_hat: Tensor) -> None:
+        """``x [b, d]``, ``f [b, F]``, ``x_hat [b, d]`` of the rows ``rows [b]`` (int indices)."""
         x64, xh64 = x.double(), x_hat.double()
         b = len(x)
         self.n += b
@@ -41,7 +42,7 @@ class ReconstructionStats:
         self.sum_ratio += float((norm_out / norm_in.clamp_min(1e-30)).sum())
         self.sum_xhat_sq += float(norm_out.pow(2).sum())
         self.sum_x_dot_xhat += float(dot.sum())
-        rows = slice(start, start + b)
+        self.seen[rows] = True
         self.l0[rows] = (f > 0).sum(1).cpu().numpy()
         self.l1[rows] = f.double().abs().sum(1).cpu().numpy()
         self.near_zero_fraction[rows] = (f.abs() < self.near_zero).double().mean(1).cpu().numpy()
@@ -64,10 +65,10 @@ class ReconstructionStats:
             "l2_norm_out": self.sum_norm_out / n,
             "l2_ratio": self.sum_ratio / n,
             "relative_reconstruction_bias": self.sum_xhat_sq / self.sum_x_dot_xhat,
-            "l0": float(self.l0.mean()),
-            "l1": float(self.l1.mean()),
-            "population_sparsity": float((self.l0 / n_latents).mean()),
-            "fraction_near_zero": float(self.near_zero_fraction.mean()),
+            "l0": float(self.l0[self.seen].mean()),
+            "l1": float(self.l1[self.seen].mean()),
+            "population_sparsity": float((self.l0[self.seen] / n_latents).mean()),
+            "fraction_near_zero": float(self.near_zero_fraction[self.seen].mean()),
         }
 
 

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torch.utils.data import Subset
 from tqdm.auto import tqdm
 
 from saesuite.alignment import basis_alignment, max_abs_cosine, max_cosine_with_others, neuron_directions
@@ -103,8 +104,17 @@ def _open_matching(sae_dir, cache_dir, device: str) -> tuple[SAE, dict, Activati
     return sae, sae_cfg, cache
 
 
+def valid_rows(cache: ActivationCache) -> np.ndarray:
+    """bool ``[n]``: rows of images that were read (the cache lists bad images, whose rows are zeros)."""
+    return cache.valid_mask() if hasattr(cache, "valid_mask") else np.ones(cache.n, bool)
+
+
 def stream_split(sae: SAE, cache: ActivationCache, labels: np.ndarray, n_classes: int, cfg: EvalConfig) -> dict:
-    """One pass over the cache: every accumulator of :mod:`saesuite.eval_stats`, the top-k and the heatmap batch."""
+    """One pass over the cache: every accumulator of :mod:`saesuite.eval_stats`, the top-k and the heatmap batch.
+
+    Rows of bad images are left out of every statistic (their codes count as zero for the top-k).
+    """
+    valid = valid_rows(cache)
     recon = ReconstructionStats(cache.n, cache.d, cfg.near_zero_threshold)
     latent = LatentStats(sae.d_sae, n_classes, cfg.device)
     topk = StreamingTopK(sae.d_sae, cfg.top_k)
@@ -113,14 +123,23 @@ def stream_split(sae: SAE, cache: ActivationCache, labels: np.ndarray, n_classes
     labels_t = torch.from_numpy(labels)
     with tqdm(total=cache.n, unit="row", desc=f"evaluating SAE on {cache.manifest['model']}") as bar:
         for start, x, f, x_hat in encode_chunks(sae, cache, cfg.chunk_rows, cfg.device):
-            recon.update(start, x, f, x_hat)
-            latent.update(f, labels_t[start : start + len(f)])
+            rows = np.arange(start, start + len(f))
+            y = labels_t[start : start + len(f)]
+            ok = valid[rows]
+            if ok.all():
+                recon.update(rows, x, f, x_hat)
+                latent.update(f, y)
+            else:
+                keep = torch.from_numpy(ok).to(f.device)
+                recon.update(rows[ok], x[keep], f[keep], x_hat[keep])
+                latent.update(f[keep], y[torch.from_numpy(ok)])
+                f = f * keep[:, None]  # bad rows never enter the top lists
             topk.update(start, f)
             top_images.update(start, f)
             if start < len(heat):
                 heat[start : start + len(f)] = f[: len(heat) - start].float().cpu().numpy()
             bar.update(len(f))
-    return {"recon": recon, "latent": latent, "topk": topk, "top_images": top_images, "heatmap": heat}
+    return {"recon": recon, "latent": latent, "topk": topk, "top_images": top_images, "heatmap": heat, "valid": valid}
 
 
 def latent_table(stats: dict, n: int, cfg: EvalConfig) -> pd.DataFrame:
@@ -234,12 +253,11 @@ def summary_metrics(table: pd.DataFrame, recon: dict, cfg: EvalConfig, n_classes
     return out
 
 
-def _check_backbone_matches_cache(backbone: Backbone, dataset, cache: ActivationCache, device: str, rows: int = 4) -> None:
-    """The model and images of the fidelity test must be those the cache was made from."""
-    rows = min(rows, cache.n, len(dataset))
-    images = torch.stack([dataset[i][0] for i in range(rows)]).to(device)
+def _check_backbone_matches_cache(backbone: Backbone, dataset, cache: ActivationCache, rows: np.ndarray, device: str) -> None:
+    """The model and images of the fidelity test must be those the cache was made from (checked on ``rows``)."""
+    images = torch.stack([dataset[int(i)][0] for i in rows]).to(device)
     got = backbone.activations(images).float().cpu().numpy()
-    want = cache.gather(np.arange(rows))
+    want = cache.gather(rows)
     scale = float(np.abs(want).max()) or 1.0
     if not np.allclose(got, want, rtol=1e-2, atol=1e-2 * scale):
         raise CacheError(
@@ -268,7 +286,7 @@ def evaluate_sae(
     classes = _class_names(cache, labels)
     stats = stream_split(sae, cache, labels, len(classes), cfg)
     recon = stats["recon"].result(cache.d, sae.d_sae)
-    table = latent_table(stats, cache.n, cfg)
+    table = latent_table(stats, stats["recon"].n, cfg)
     m = cache.manifest
     backbone = load_backbone(m["model"], m.get("pretrained"), m["hook"], device, init_seed=m.get("init_seed") or 0)
     neurons = add_geometry(table, sae, backbone)
@@ -276,11 +294,12 @@ def evaluate_sae(
     fidelity = None
     if dataset is not None:
         images = load_dataset(dataset, m["split"], transform=backbone.preprocess)
-        _check_backbone_matches_cache(backbone, images, cache, device)
+        _check_backbone_matches_cache(backbone, images, cache, np.flatnonzero(stats["valid"])[:4], device)
         mean = torch.from_numpy(stats["recon"].mean).float()
+        rows = np.flatnonzero(stats["valid"])[: cfg.fidelity_images]
         fidelity = zero_shot_fidelity(
-            backbone, sae, images, classes, mean,
-            prompt=cfg.prompt, limit=min(cfg.fidelity_images or cache.n, cache.n), batch_size=cfg.batch_size, device=device,
+            backbone, sae, Subset(images, rows.tolist()), classes, mean,
+            prompt=cfg.prompt, batch_size=cfg.batch_size, device=device,
         )
     metrics = {
         **summary_metrics(table, recon, cfg, len(classes), neurons),
@@ -294,6 +313,7 @@ def evaluate_sae(
         "dataset": m["dataset"],
         "split": m["split"],
         "classes": classes,
+        "n_excluded": int((~stats["valid"]).sum()),
         "top_k": cfg.top_k,
         "near_zero_threshold": cfg.near_zero_threshold,
         "dead_threshold": cfg.dead_threshold,

@@ -1,6 +1,7 @@
-"""Rule evaluate_sae: metrics of one SAE over the eval split's cache."""
+"""Rule evaluate_sae: metrics of one SAE over the eval split's cache, and its zero-shot fidelity on the images."""
 from pathlib import Path
 
+from saesuite.data import DatasetSpec
 from saesuite.evaluate import EvalConfig, evaluate_sae
 from saesuite.runlog import log_to
 
@@ -10,4 +11,5 @@ with log_to(snakemake.log[0]):
         Path(snakemake.input.cache).parent,
         Path(snakemake.output.metrics).parent,
         EvalConfig(**snakemake.params.evaluate),
+        DatasetSpec.from_config(snakemake.params.dataset),
     )

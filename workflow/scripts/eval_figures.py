@@ -1,0 +1,14 @@
+"""Rule eval_figures: every figure of one SAE's evaluation (the image grids read the split's original images)."""
+from pathlib import Path
+
+from saesuite.data import DatasetSpec, load_dataset
+from saesuite.eval_figures import draw_all
+from saesuite.runlog import log_to
+
+with log_to(snakemake.log[0]):
+    images = load_dataset(DatasetSpec.from_config(snakemake.params.dataset), snakemake.params.split)
+    draw_all(
+        Path(snakemake.input.metrics).parent, images, dict(snakemake.output.items()),
+        f"{snakemake.wildcards.model} SAE, {snakemake.params.split} split",
+        snakemake.params.grid_latents, snakemake.params.seed,
+    )
