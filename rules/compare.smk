@@ -1,4 +1,8 @@
-# Cross-model comparison of the two SAEs over the eval split (same images, same order).
+# Cross-model comparison of the two SAEs over the eval split (same images, same order),
+# its figures, and the planted two-model benchmark of the comparison itself.
+
+COMPARE_DIR = f"{RUN}/compare/{PAIR}"
+COMPARE_FIGURES = ["overlap_vs_chance", "similarity", "best_pairs", "unpaired"]
 
 
 rule compare_saes:
@@ -8,18 +12,65 @@ rule compare_saes:
         cache_b=cache_manifest(B, EVAL_SPLIT),
         sae_b=f"{RUN}/sae/{B}/sae_weights.safetensors",
     output:
-        comparison=f"{RUN}/compare/{PAIR}/comparison.json",
-        overlap=f"{RUN}/compare/{PAIR}/topk_overlap.npz",
+        comparison=f"{COMPARE_DIR}/comparison.json",
+        overlap=f"{COMPARE_DIR}/topk_overlap.npz",
+        pairs=f"{COMPARE_DIR}/pairs.csv",
+        null=f"{COMPARE_DIR}/null.csv",
+        folds=f"{COMPARE_DIR}/folds.csv",
     params:
         compare=config["compare"],
+        seed=config["seed"],
     log:
         f"{RUN}/logs/compare_saes/{PAIR}.log",
     benchmark:
         f"{RUN}/benchmarks/compare_saes/{PAIR}.tsv"
     threads: 2
     resources:
-        mem_mb=16000,
-        runtime=60,
+        mem_mb=32000,
+        runtime=240,
         gpu=gpus(config["compare"]["device"]),
     script:
         "../workflow/scripts/compare_saes.py"
+
+
+rule compare_figures:
+    input:
+        dataset_input,
+        comparison=f"{COMPARE_DIR}/comparison.json",
+        overlap=f"{COMPARE_DIR}/topk_overlap.npz",
+        pairs=f"{COMPARE_DIR}/pairs.csv",
+    output:
+        expand(f"{RUN}/figures/compare/{PAIR}/{{figure}}.png", figure=COMPARE_FIGURES),
+    params:
+        dataset=config["dataset"],
+        split=EVAL_SPLIT,
+        names=[A, B],
+    log:
+        f"{RUN}/logs/compare_figures/{PAIR}.log",
+    benchmark:
+        f"{RUN}/benchmarks/compare_figures/{PAIR}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    script:
+        "../workflow/scripts/compare_figures.py"
+
+
+rule planted_compare:
+    input:
+        config=config["compare"].get("planted_pairs") or "config/planted_compare.yaml",
+    output:
+        result=f"{RUN}/compare/planted/planted_compare.json",
+        sweep=f"{RUN}/compare/planted/shared_fraction_sweep.csv",
+        figure=f"{RUN}/figures/compare/planted_shared_fraction.png",
+    log:
+        f"{RUN}/logs/planted_compare.log",
+    benchmark:
+        f"{RUN}/benchmarks/planted_compare.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../workflow/scripts/planted_compare.py"

@@ -112,3 +112,13 @@ def cka_sweep(cfg: PlantedPairConfig, settings: CompareSettings, shared_fraction
         rows.append({"shared_fraction": fraction, **{k: scores[k] for k in (
             "linear_cka", "debiased_cka", "rbf_cka", "mutual_knn", "topk_overlap", "overlap_pairing", "correlation_pairing")}})
     return rows
+
+
+def run_planted_config(config: dict) -> tuple[dict, list[dict]]:
+    """The benchmark from a config (``config/planted_compare.yaml``, checked against its schema)."""
+    from saesuite.schema import validate
+
+    validate(config, "planted_compare")
+    cfg = PlantedPairConfig(**config["planted"])
+    settings = CompareSettings(**config["settings"], permutations=0, folds=0)
+    return evaluate_planted(cfg, settings), cka_sweep(cfg, settings, list(config["shared_fractions"]))

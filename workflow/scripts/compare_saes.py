@@ -1,12 +1,15 @@
-"""Rule compare_saes: top-k overlap and CKA of the two models over the eval split."""
+"""Rule compare_saes: every cross-model score of the two models over the eval split."""
 from pathlib import Path
 
 from saesuite.compare import compare_saes
+from saesuite.feature_comparison import CompareSettings
 from saesuite.runlog import log_to
 
 with log_to(snakemake.log[0]):
     cfg, inp = snakemake.params.compare, snakemake.input
+    known = set(CompareSettings.__dataclass_fields__)
+    settings = CompareSettings(seed=snakemake.params.seed, **{k: v for k, v in cfg.items() if k in known and k != "seed"})
     compare_saes(
         Path(inp.cache_a).parent, Path(inp.sae_a).parent, Path(inp.cache_b).parent, Path(inp.sae_b).parent,
-        Path(snakemake.output.comparison).parent, k=cfg["k"], device=cfg["device"],
+        Path(snakemake.output.comparison).parent, device=cfg["device"], settings=settings,
     )
