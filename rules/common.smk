@@ -28,21 +28,28 @@ def _check_config(config):
         )
     if dataset.get("fixture") and dataset["kind"] != "cifar10":
         raise ValueError("config: dataset.fixture is only for kind cifar10 (the CIFAR-10-format fixture)")
-    if config["train"]["architecture"] == "topk" and not config["train"].get("k"):
-        raise ValueError("config: train.architecture is topk but train.k is not set")
+    for entry in [config["train"], *config["train"].get("sweep", [])]:
+        if entry.get("architecture", config["train"]["architecture"]) == "topk" and not entry.get("k"):
+            raise ValueError(f"config: train{'.sweep ' + entry['name'] if 'name' in entry else ''} is topk but k is not set")
 
-
-_check_config(config)
 
 RUN = f"results/{config['run']}"
-MODELS = list(config["models"])
-A, B = config["compare"]["a"], config["compare"]["b"]
-PAIR = f"{A}__{B}"
-TRAIN_SPLIT = config["dataset"]["train_split"]
-EVAL_SPLIT = config["dataset"]["eval_split"]
-SHARDS = {TRAIN_SPLIT: config["cache"]["train_shards"], EVAL_SPLIT: config["cache"]["eval_shards"]}
-DATA_ROOT = config["dataset"]["root"]
-FIXTURE = f"{DATA_ROOT}/cifar-10-batches-py/saesuite-fixture.json"
+# Planted-dictionary mode (config/planted.yaml): synthetic caches stand in for a dataset and models.
+PLANTED = bool(config.get("planted"))
+SWEEP = [entry["name"] for entry in config["train"].get("sweep", [])]
+
+if PLANTED:
+    MODELS, TRAIN_SPLIT, EVAL_SPLIT = ["planted"], "train", "test"
+else:
+    _check_config(config)
+    MODELS = list(config["models"])
+    A, B = config["compare"]["a"], config["compare"]["b"]
+    PAIR = f"{A}__{B}"
+    TRAIN_SPLIT = config["dataset"]["train_split"]
+    EVAL_SPLIT = config["dataset"]["eval_split"]
+    SHARDS = {TRAIN_SPLIT: config["cache"]["train_shards"], EVAL_SPLIT: config["cache"]["eval_shards"]}
+    DATA_ROOT = config["dataset"]["root"]
+    FIXTURE = f"{DATA_ROOT}/cifar-10-batches-py/saesuite-fixture.json"
 
 
 wildcard_constraints:

@@ -21,26 +21,6 @@ rule figure_lifetime_sparsity:
         "../workflow/scripts/figure.py"
 
 
-rule figure_training_curve:
-    input:
-        log=f"{RUN}/sae/{{model}}/train_log.jsonl",
-    output:
-        f"{RUN}/figures/training_curve_{{model}}.png",
-    params:
-        kind="training_curve",
-        title=lambda w: f"{w.model} SAE training",
-    log:
-        f"{RUN}/logs/figures/training_curve_{{model}}.log",
-    benchmark:
-        f"{RUN}/benchmarks/figures/training_curve_{{model}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    script:
-        "../workflow/scripts/figure.py"
-
-
 rule figure_topk_overlap:
     input:
         overlap=f"{RUN}/compare/{PAIR}/topk_overlap.npz",

@@ -1,4 +1,6 @@
-# SAE training from the train split's cache (the seed's recipe by default).
+# SAE training from the train split's cache: each model's SAE (the seed's recipe by
+# default) and the sweep under train.sweep, trained together from one read of the
+# cache; then the sweep's sparsity/fidelity frontier on the eval split.
 
 
 rule train_sae:
@@ -8,6 +10,7 @@ rule train_sae:
         weights=f"{RUN}/sae/{{model}}/sae_weights.safetensors",
         cfg=f"{RUN}/sae/{{model}}/cfg.json",
         log=f"{RUN}/sae/{{model}}/train_log.jsonl",
+        sweep=expand(f"{RUN}/sae/{{{{model}}}}/sweep/{{name}}/cfg.json", name=SWEEP),
     params:
         train=config["train"],
         seed=config["seed"],
@@ -22,3 +25,65 @@ rule train_sae:
         gpu=gpus(config["train"]["device"]),
     script:
         "../workflow/scripts/train_sae.py"
+
+
+rule sweep_frontier:
+    input:
+        cache=cache_manifest("{model}", EVAL_SPLIT),
+        main=f"{RUN}/sae/{{model}}/cfg.json",
+        sweep=expand(f"{RUN}/sae/{{{{model}}}}/sweep/{{name}}/cfg.json", name=SWEEP),
+    output:
+        f"{RUN}/sweep/{{model}}/frontier.csv",
+    params:
+        names=["main", *SWEEP],
+        device=config["evaluate"]["device"],
+    log:
+        f"{RUN}/logs/sweep_frontier/{{model}}.log",
+    benchmark:
+        f"{RUN}/benchmarks/sweep_frontier/{{model}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=gpus(config["evaluate"]["device"]),
+    script:
+        "../workflow/scripts/sweep_frontier.py"
+
+
+rule figure_frontier:
+    input:
+        expand(f"{RUN}/sweep/{{model}}/frontier.csv", model=MODELS),
+    output:
+        f"{RUN}/figures/frontier.png",
+    params:
+        kind="frontier",
+    log:
+        f"{RUN}/logs/figures/frontier.log",
+    benchmark:
+        f"{RUN}/benchmarks/figures/frontier.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow/scripts/figure.py"
+
+
+rule figure_training_curve:
+    input:
+        log=f"{RUN}/sae/{{model}}/train_log.jsonl",
+    output:
+        f"{RUN}/figures/training_curve_{{model}}.png",
+    params:
+        kind="training_curve",
+        title=lambda w: f"{w.model} SAE training",
+    log:
+        f"{RUN}/logs/figures/training_curve_{{model}}.log",
+    benchmark:
+        f"{RUN}/benchmarks/figures/training_curve_{{model}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow/scripts/figure.py"

@@ -50,6 +50,8 @@ def cmd_train(args) -> None:
     cfg = TrainConfig(
         architecture=args.architecture, expansion=args.expansion, k=args.k, l1_coefficient=args.l1,
         lr=args.lr, batch_size=args.batch_size, samples=args.samples, seed=args.seed, device=args.device,
+        dtype=args.dtype, dead_latent_method=args.dead_latent_method, shuffle=args.shuffle,
+        checkpoint_every_steps=args.checkpoint_every,
     )
     sae_cfg = train_sae(args.cache_dir, args.out_dir, cfg)
     print(f"trained a {sae_cfg['architecture']} SAE {sae_cfg['d_in']} -> {sae_cfg['d_sae']} into {args.out_dir}")
@@ -129,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=d.samples, help="training samples (steps = samples / batch size)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default=d.dtype, choices=["float32", "bfloat16"], help="bfloat16: autocast on CUDA")
+    p.add_argument("--dead-latent-method", default=d.dead_latent_method, choices=["auto", "none", "resample", "auxk"])
+    p.add_argument("--shuffle", default=d.shuffle, choices=["rows", "blocks"], help="blocks: for caches larger than RAM")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every_steps, help="steps between checkpoints")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics of an SAE over every row of a cache -> OUT_DIR/metrics.json")

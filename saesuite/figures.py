@@ -64,3 +64,16 @@ def training_curve(log_jsonl: str | Path, out: str | Path, title: str) -> None:
     axes[0].set_yscale("log")
     fig.suptitle(title)
     _save(fig, out)
+
+
+def frontier(tables: list[str | Path], out: str | Path) -> None:
+    """Explained variance against L0 for every SAE of the sweeps, one line per architecture and model."""
+    frame = pd.concat([pd.read_csv(t) for t in tables])
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    sns.lineplot(frame.sort_values("l0"), x="l0", y="explained_variance", hue="architecture", style="model",
+                 markers=True, ax=ax)
+    ax.set_xscale("log")
+    ax.set_xlabel("L0 (active latents per input)")
+    ax.set_ylabel("explained variance")
+    ax.set_title("sparsity / fidelity frontier")
+    _save(fig, out)

@@ -26,6 +26,34 @@ CFG = "cfg.json"
 ARCHITECTURES = ("relu", "topk")
 
 
+class _Encode(torch.autograd.Function):
+    """``(x - b_dec) @ W_enc + b_enc`` with a cheaper backward for ``b_dec``.
+
+    Autograd would form the full ``[b, d]`` gradient of ``x - b_dec`` (a
+    ``[b, F] @ [F, d]`` matmul) only to sum it over the batch for ``b_dec``;
+    here ``grad_b_dec = -W_enc @ sum_b(grad)``, a matrix-vector product. The
+    full input gradient is computed only when ``x`` itself needs one.
+    """
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda")
+    def forward(ctx, x, b_dec, W_enc, b_enc):
+        centred = x - b_dec
+        ctx.save_for_backward(centred, W_enc)
+        return torch.addmm(b_enc, centred, W_enc)
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
+    def backward(ctx, grad):
+        centred, W_enc = ctx.saved_tensors
+        grad_sum = grad.sum(0)
+        grad_x = grad @ W_enc.T.to(grad.dtype) if ctx.needs_input_grad[0] else None
+        grad_b_dec = -(W_enc @ grad_sum.to(W_enc.dtype)) if ctx.needs_input_grad[1] else None
+        grad_W_enc = (centred.T.to(grad.dtype) @ grad).to(W_enc.dtype) if ctx.needs_input_grad[2] else None
+        grad_b_enc = grad_sum.to(W_enc.dtype) if ctx.needs_input_grad[3] else None
+        return grad_x, grad_b_dec, grad_W_enc, grad_b_enc
+
+
 class SAE(nn.Module):
     """An overcomplete linear autoencoder with a sparse code: ``[b, d] -> [b, F] -> [b, d]``."""
 
@@ -43,13 +71,25 @@ class SAE(nn.Module):
 
     def pre_acts(self, x: Tensor) -> Tensor:
         """``[b, d] -> [b, F]`` encoder pre-activations."""
-        return (x - self.b_dec) @ self.W_enc + self.b_enc
+        if torch.is_grad_enabled():
+            return _Encode.apply(x, self.b_dec, self.W_enc, self.b_enc)
+        return torch.addmm(self.b_enc, x - self.b_dec, self.W_enc)
+
+    def topk_code(self, pre: Tensor) -> tuple[Tensor, Tensor]:
+        """The TopK code in sparse form: ``(values [b, k], indices [b, k])``, values ReLU'd."""
+        values, indices = pre.topk(self.k, dim=-1, sorted=False)
+        return torch.relu(values), indices
+
+    def decode_sparse(self, values: Tensor, indices: Tensor, W_dec: Tensor | None = None) -> Tensor:
+        """``sum_j values[:, j] * W_dec[indices[:, j]]``: ``[b, k] -> [b, d]`` without the dense code (no ``b_dec``)."""
+        W_dec = self.W_dec if W_dec is None else W_dec
+        return torch.nn.functional.embedding_bag(indices, W_dec, per_sample_weights=values.to(W_dec.dtype), mode="sum")
 
     def activation(self, pre: Tensor) -> Tensor:
         if self.architecture == "relu":
             return torch.relu(pre)
-        values, indices = pre.topk(self.k, dim=-1)
-        return torch.zeros_like(pre).scatter_(-1, indices, torch.relu(values))
+        values, indices = self.topk_code(pre)
+        return torch.zeros_like(pre).scatter_(-1, indices, values)
 
     def encode(self, x: Tensor) -> Tensor:
         """``[b, d] -> [b, F]`` sparse code."""
@@ -107,7 +147,8 @@ def load_sae(path: str | Path, device: str = "cpu") -> tuple[SAE, dict]:
         raise ConfigError(f"{path} is not an SAE directory: it needs {WEIGHTS} and {CFG} (train one with 'saesuite train')")
     cfg = json.loads((path / CFG).read_text())
     weights = load_numpy(str(path / WEIGHTS))
-    sae = SAE(cfg["d_in"], cfg["d_sae"], cfg["architecture"], cfg.get("k"))
+    architecture = {"standard": "relu"}.get(cfg["architecture"], cfg["architecture"])  # SAELens calls ReLU "standard"
+    sae = SAE(cfg["d_in"], cfg["d_sae"], architecture, cfg.get("k"))
     with torch.no_grad():
         for name, value in weights.items():
             getattr(sae, name).copy_(torch.from_numpy(value))

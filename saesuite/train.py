@@ -1,29 +1,37 @@
-"""Training an SAE from an activation cache: the seed's recipe (MSE + L1, Adam).
+"""Training SAEs from an activation cache: the seed's recipe and TopK, several at once.
 
-The loop, in one screen (:func:`train_sae`):
+The loop, in one screen (:func:`train_saes`):
 
-1. Inputs are scaled by one constant so their mean L2 norm is ``sqrt(d)`` (each
-   dimension then has mean square about 1, whatever the model's units), the
-   scale is stored in ``cfg.json`` and folded back into the saved weights.
-2. ``b_dec`` starts at the mean of a sample of inputs; ``W_dec`` rows are random
-   unit vectors and ``W_enc`` starts as ``W_dec.T``.
-3. Each step draws ``batch_size`` rows uniformly without replacement from the
-   whole cache (a fresh permutation every pass, across all shards, read through
-   memory maps), so ``samples`` is independent of the cache size.
-4. ``loss = mse + l1_coefficient * l1`` with ``mse`` the mean over batch and
-   dimensions of ``(x_hat - x)^2`` and ``l1`` the batch mean of
-   ``sum_i f_i * ||W_dec[i]||``. Decoder rows are kept at unit norm after every
-   step (and the gradient component along them removed), so the L1 term cannot
-   be cheated by shrinking ``f`` and growing ``W_dec``.
-5. Adam, learning rate with linear warm-up and linear decay over the last 20% of
-   steps, L1 coefficient with linear warm-up, gradient-norm clipping.
+1. Inputs are multiplied by one constant so their mean L2 norm is ``sqrt(d)``
+   (each dimension then has mean square about 1, whatever the model's units); the
+   scale goes into ``cfg.json`` and is folded back into the saved weights.
+2. ``b_dec`` starts at the geometric median (or mean) of a sample of inputs;
+   ``W_dec`` rows are random unit vectors and ``W_enc = c * W_dec.T``.
+3. Step ``s`` reads the rows at global sample positions ``[s*B, (s+1)*B)`` of a
+   stream of passes over the cache, each a fresh shuffle (:mod:`saesuite.sampling`),
+   prefetched in a background thread. Every SAE of a sweep sees the same batches.
+4. Loss: ``mse`` (mean over batch and dimensions of ``(x_hat - x)^2``) plus, for
+   ReLU, ``l1_coefficient * mean_b sum_i f_i ||W_dec[i]||``; for TopK, the AuxK
+   loss on dead latents. Decoder rows are renormalised to unit norm after each
+   step and the gradient component along them is removed first (so the L1 term
+   cannot be cheated by shrinking ``f`` and growing ``W_dec``; with unit rows the
+   norm weighting is exact and costs one ``[F, d]`` norm).
+5. Adam; linear lr warm-up, linear decay over the last ``lr_decay_fraction``;
+   linear L1 warm-up; gradient-norm clipping.
+6. Dead latents (silent for ``dead_window_samples``) are resampled (ReLU) or
+   trained by AuxK (TopK), see :mod:`saesuite.dead`.
+7. A checkpoint (weights, Adam state, dead-latent clocks, log) is written
+   atomically every ``checkpoint_every_steps``; a rerun resumes from it and ends
+   with the weights of an uninterrupted run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-from dataclasses import asdict, dataclass, field
+import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +39,19 @@ import torch
 from tqdm.auto import tqdm
 
 from saesuite.cache import ActivationCache, resolve_device
+from saesuite.dead import auxk_loss, resample_dead
 from saesuite.errors import ConfigError, TrainingError
 from saesuite.sae import SAE, save_sae
+from saesuite.sampling import SampleOrder, prefetch
+
+CHECKPOINT = "checkpoint.pt"
+SAELENS_ARCHITECTURE = {"relu": "standard", "topk": "topk"}
+DEAD_METHODS = ("auto", "none", "resample", "auxk")
+B_DEC_INITS = ("geometric_median", "mean", "zeros")
+# Options that define the batch stream: every SAE trained in one pass must share them.
+SHARED = ("batch_size", "samples", "seed", "device", "dtype", "shuffle", "shuffle_block_rows",
+          "shuffle_window_blocks", "normalize_activations", "b_dec_init", "b_dec_init_samples",
+          "checkpoint_every_steps", "log_every")
 
 
 @dataclass(frozen=True)
@@ -49,18 +68,44 @@ class TrainConfig:
     samples: int = 2_621_440
     seed: int = 0
     device: str = "cpu"
+    dtype: str = "float32"
     normalize_activations: bool = True
+    b_dec_init: str = "geometric_median"
+    b_dec_init_samples: int = 65_536
     lr_warmup_samples: int = 65_536
     lr_decay_fraction: float = 0.2
     l1_warmup_samples: int = 131_072
     grad_clip_norm: float = 1.0
-    b_dec_init_samples: int = 65_536
     dead_window_samples: int = 262_144
+    dead_latent_method: str = "auto"
+    resample_every_samples: int = 524_288
+    resample_until_fraction: float = 0.6
+    resample_pool_samples: int = 65_536
+    auxk_k: int | None = None
+    auxk_coefficient: float = 1 / 32
+    shuffle: str = "rows"
+    shuffle_block_rows: int = 4096
+    shuffle_window_blocks: int = 64
+    checkpoint_every_steps: int = 256
     log_every: int = 10
+
+    def __post_init__(self):
+        if self.architecture not in ("relu", "topk"):
+            raise ConfigError(f"architecture {self.architecture!r} is not known; choose relu or topk")
+        if self.architecture == "topk" and not self.k:
+            raise ConfigError("architecture topk needs k (active latents per input)")
+        if self.dead_latent_method not in DEAD_METHODS:
+            raise ConfigError(f"dead_latent_method {self.dead_latent_method!r}: choose one of {', '.join(DEAD_METHODS)}")
+        if self.b_dec_init not in B_DEC_INITS:
+            raise ConfigError(f"b_dec_init {self.b_dec_init!r}: choose one of {', '.join(B_DEC_INITS)}")
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ConfigError(f"dtype {self.dtype!r}: choose float32 or bfloat16 (bf16 autocast, CUDA only)")
+        if min(self.batch_size, self.samples, self.expansion) < 1:
+            raise ConfigError("batch_size, samples and expansion must be at least 1")
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        known = set(cls.__dataclass_fields__)
+        known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
@@ -72,6 +117,12 @@ class TrainConfig:
     @property
     def steps(self) -> int:
         return math.ceil(self.samples / self.batch_size)
+
+    @property
+    def dead_method(self) -> str:
+        if self.dead_latent_method != "auto":
+            return self.dead_latent_method
+        return "auxk" if self.architecture == "topk" else "resample"
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -91,120 +142,259 @@ def l1_at(step: int, cfg: TrainConfig) -> float:
     return cfg.l1_coefficient * min(1.0, (step + 1) / warm)
 
 
-def input_scale(cache: ActivationCache, rng: np.random.Generator, samples: int) -> tuple[float, np.ndarray]:
-    """``(scale, mean)``: the factor giving mean norm ``sqrt(d)``, and the mean raw row, from a sample."""
-    idx = np.sort(rng.choice(cache.n, size=min(samples, cache.n), replace=False))
+def geometric_median(x: np.ndarray, iters: int = 100, tol: float = 1e-7) -> np.ndarray:
+    """Weiszfeld's algorithm: the point minimising the sum of Euclidean distances to the rows of ``x [n, d]``."""
+    median = x.mean(axis=0)
+    for _ in range(iters):
+        dist = np.maximum(np.linalg.norm(x - median, axis=1), 1e-12)
+        new = (x / dist[:, None]).sum(0) / (1 / dist).sum()
+        if np.linalg.norm(new - median) <= tol * max(1.0, np.linalg.norm(median)):
+            return new
+        median = new
+    return median
+
+
+def init_stats(cache: ActivationCache, cfg: TrainConfig) -> tuple[float, np.ndarray]:
+    """``(scale, b_dec0)``: the factor giving mean norm ``sqrt(d)`` and the initial ``b_dec`` (scaled units)."""
+    rng = np.random.default_rng([cfg.seed, 1])
+    idx = np.sort(rng.choice(cache.n, size=min(cfg.b_dec_init_samples, cache.n), replace=False))
     x = cache.gather(idx).astype(np.float64)
     mean_norm = np.linalg.norm(x, axis=1).mean()
     if not np.isfinite(mean_norm) or mean_norm == 0:
         raise TrainingError(f"cache {cache.path} has mean row norm {mean_norm}; it cannot be trained on")
-    return float(math.sqrt(cache.d) / mean_norm), x.mean(axis=0)
+    scale = float(math.sqrt(cache.d) / mean_norm) if cfg.normalize_activations else 1.0
+    x *= scale
+    b_dec = {"geometric_median": geometric_median, "mean": lambda v: v.mean(0), "zeros": lambda v: np.zeros(v.shape[1])}
+    return scale, b_dec[cfg.b_dec_init](x)
 
 
-def init_sae(d: int, cfg: TrainConfig, b_dec: np.ndarray, generator: torch.Generator) -> SAE:
+def init_sae(d: int, cfg: TrainConfig, b_dec: np.ndarray) -> SAE:
+    generator = torch.Generator().manual_seed(cfg.seed)
     sae = SAE(d, cfg.expansion * d, cfg.architecture, cfg.k)
     with torch.no_grad():
         sae.W_dec.copy_(torch.randn(sae.d_sae, d, generator=generator))
         sae.normalize_decoder()
-        # W_enc = c * W_dec.T with c = 2d/F: for random unit rows, E[sum_i relu(w_i.v) w_i] = F/(2d) v,
-        # so the initial reconstruction of a centred input has about the input's own scale.
-        sae.W_enc.copy_(sae.W_dec.T * (2 * d / sae.d_sae))
+        # W_enc = c * W_dec.T. ReLU: for random unit rows sum_i relu(w_i.v) w_i is about F/(2d) v, so
+        # c = 2d/F makes the first reconstruction of a centred input about its own size. TopK: c = 1
+        # (the k best-aligned rows reconstruct a part of v), as in Gao et al.
+        sae.W_enc.copy_(sae.W_dec.T * (2 * d / sae.d_sae if cfg.architecture == "relu" else 1.0))
         sae.b_dec.copy_(torch.as_tensor(b_dec, dtype=torch.float32))
     return sae
 
 
-def batches(n: int, batch_size: int, steps: int, rng: np.random.Generator):
-    """Yield ``steps`` index arrays ``[batch_size]``: consecutive slices of fresh permutations of ``range(n)``."""
-    perm, at = rng.permutation(n), 0
-    for _ in range(steps):
-        if at + batch_size > n:
-            rest = perm[at:]
-            perm, at = rng.permutation(n), batch_size - len(rest)
-            yield np.concatenate([rest, perm[:at]])
-        else:
-            yield perm[at : at + batch_size]
-            at += batch_size
+class Trainer:
+    """One SAE being trained: its model, optimiser, dead-latent clocks and log."""
+
+    def __init__(self, cfg: TrainConfig, out_dir: Path, d: int, b_dec: np.ndarray, device: torch.device):
+        self.cfg, self.out_dir, self.device = cfg, Path(out_dir), device
+        self.sae = init_sae(d, cfg, b_dec).to(device)
+        self.optimizer = torch.optim.Adam(self.sae.parameters(), lr=cfg.lr, betas=cfg.adam_betas)
+        self.since_fired = torch.zeros(self.sae.d_sae, dtype=torch.long, device=device)
+        self.records: list[dict] = []
+        self.resampled = 0
+
+    def state(self) -> dict:
+        return {"sae": self.sae.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "since_fired": self.since_fired, "records": self.records, "resampled": self.resampled}
+
+    def load_state(self, state: dict) -> None:
+        self.sae.load_state_dict(state["sae"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.since_fired = state["since_fired"].to(self.device)
+        self.records, self.resampled = state["records"], state["resampled"]
+
+    def dead_mask(self) -> torch.Tensor:
+        return self.since_fired >= self.cfg.dead_window_samples
+
+    def step(self, x: torch.Tensor, step: int) -> dict | None:
+        """One optimiser step on the batch ``x [B, d]`` (already scaled); returns the log record if logged."""
+        cfg, sae = self.cfg, self.sae
+        lr, l1_coef = lr_at(step, cfg), l1_at(step, cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16")
+        with autocast:
+            pre = sae.pre_acts(x)
+            if cfg.architecture == "topk":
+                values, indices = sae.topk_code(pre)
+                x_hat = sae.decode_sparse(values, indices) + sae.b_dec
+                active = torch.zeros(sae.d_sae, dtype=torch.bool, device=x.device)
+                active[indices[values > 0]] = True
+                l0 = (values > 0).float().sum(1).mean()
+                sparsity = values.float().sum(1).mean()  # logged as l1
+            else:
+                f = torch.relu(pre)
+                x_hat = torch.addmm(sae.b_dec, f, sae.W_dec)
+                active = (f > 0).any(0)
+                l0 = (f > 0).float().sum(1).mean()
+                sparsity = (f.float() @ sae.W_dec.norm(dim=1)).mean()
+            mse = (x_hat.float() - x).pow(2).mean()
+            loss = mse + (l1_coef * sparsity if cfg.architecture == "relu" else 0.0)
+            dead = self.dead_mask()
+            aux = torch.zeros((), device=x.device)
+            if cfg.dead_method == "auxk" and bool(dead.any()):
+                aux = auxk_loss(sae, pre, x - x_hat.detach().float(), dead, cfg.auxk_k or x.shape[1] // 2)
+                loss = loss + cfg.auxk_coefficient * aux
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"{self.out_dir}: loss became {loss.item()} at step {step} (mse={mse.item()}, "
+                f"sparsity={sparsity.item()}). The last good checkpoint is kept in {self.out_dir / CHECKPOINT} "
+                "if one was written; lower the learning rate or check the cache for extreme values."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        sae.remove_parallel_grad()
+        torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip_norm)
+        self.optimizer.step()
+        sae.normalize_decoder()
+        self.since_fired.add_(len(x)).masked_fill_(active, 0)
+        if cfg.dead_method == "resample" and self._resample_due(step):
+            self.resampled += resample_dead(self, step)
+        if step % cfg.log_every and step != cfg.steps - 1:
+            return None
+        with torch.no_grad():
+            resid = (x - x_hat.float()).pow(2).sum()
+            total = (x - x.mean(0)).pow(2).sum()
+        record = {
+            "step": step, "samples": (step + 1) * cfg.batch_size, "loss": loss.item(), "mse": mse.item(),
+            "l1": sparsity.item(), "l0": l0.item(), "explained_variance": (1 - resid / total).item(),
+            "dead": int(self.dead_mask().sum()), "lr": lr, "l1_coefficient": l1_coef, "auxk": aux.item(),
+            "resampled": self.resampled,
+        }
+        self.records.append(record)
+        return record
+
+    def _resample_due(self, step: int) -> bool:
+        every = max(1, self.cfg.resample_every_samples // self.cfg.batch_size)
+        return (step + 1) % every == 0 and step < self.cfg.resample_until_fraction * self.cfg.steps
+
+    def write_log(self) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.out_dir / "train_log.jsonl.tmp"
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+        os.replace(tmp, self.out_dir / "train_log.jsonl")
 
 
-def train_sae(cache_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, extra_cfg: dict | None = None) -> dict:
-    """Train an SAE on the cache at ``cache_dir`` and save it to ``out_dir``; return its ``cfg.json``."""
+def _check_shared(configs: list[TrainConfig]) -> None:
+    for name in SHARED:
+        values = {getattr(c, name) for c in configs}
+        if len(values) > 1:
+            raise ConfigError(f"SAEs trained in one pass must share {name}; got {sorted(map(str, values))}")
+
+
+def _fingerprint(cache: ActivationCache, configs: list[TrainConfig]) -> str:
+    return json.dumps({"cache": [s["sha256"] for s in cache.manifest["shards"]],
+                       "configs": [asdict(c) for c in configs]}, sort_keys=True, default=str)
+
+
+def train_saes(
+    cache_dir: str | Path,
+    runs: list[tuple[str | Path, TrainConfig]],
+    state_dir: str | Path | None = None,
+    extra_cfg: dict | None = None,
+) -> list[dict]:
+    """Train one SAE per ``(out_dir, cfg)`` from one read of the cache; return their ``cfg.json`` dicts.
+
+    The checkpoint lives in ``state_dir`` (default: the first run's ``out_dir``).
+    """
     cache = ActivationCache.open(cache_dir)
-    device = resolve_device(cfg.device)
-    if cfg.batch_size > cache.n:
-        raise ConfigError(f"batch_size {cfg.batch_size} is larger than the cache ({cache.n} rows)")
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    scale, mean = input_scale(cache, rng, cfg.b_dec_init_samples)
-    if not cfg.normalize_activations:
-        scale = 1.0
-    sae = init_sae(cache.d, cfg, mean * scale, generator).to(device)
-    optimizer = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=cfg.adam_betas)
+    configs = [cfg for _, cfg in runs]
+    _check_shared(configs)
+    base = configs[0]
+    device = resolve_device(base.device)
+    if base.dtype == "bfloat16" and device.type != "cuda":
+        raise ConfigError("dtype bfloat16 (autocast) is for CUDA; use float32 on CPU")
+    if base.batch_size > cache.n:
+        raise ConfigError(f"batch_size {base.batch_size} is larger than the cache ({cache.n} rows)")
+    scale, b_dec = init_stats(cache, base)
+    trainers = [Trainer(cfg, Path(out), cache.d, b_dec, device) for out, cfg in runs]
+    for t in trainers:
+        t.cache, t.scale = cache, scale  # resampling draws inputs from the cache
+    state_path = Path(state_dir or runs[0][0]) / CHECKPOINT
+    fingerprint = _fingerprint(cache, configs)
+    start = 0
+    if state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        if state["fingerprint"] != fingerprint:
+            raise ConfigError(
+                f"{state_path} belongs to a run with another cache or config; delete it to start afresh"
+            )
+        start = state["step"]
+        for t, s in zip(trainers, state["trainers"]):
+            t.load_state(s)
+        print(f"resuming from {state_path} at step {start} of {base.steps}")
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log_path = out_dir / "train_log.jsonl"
-    since_fired = torch.zeros(sae.d_sae, dtype=torch.long, device=device)  # samples since each latent fired
-    with open(log_path, "w") as log, tqdm(total=cfg.steps * cfg.batch_size, unit="sample", unit_scale=True, desc="train SAE") as bar:
-        for step, idx in enumerate(batches(cache.n, cfg.batch_size, cfg.steps, rng)):
-            x = torch.from_numpy(cache.gather(idx)).to(device) * scale
-            lr, l1_coef = lr_at(step, cfg), l1_at(step, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x_hat, f = sae(x)
-            mse = (x_hat - x).pow(2).mean()
-            l1 = (f * sae.W_dec.norm(dim=1)).sum(dim=1).mean()
-            loss = mse + l1_coef * l1
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"loss became {loss.item()} at step {step} (mse={mse.item()}, l1={l1.item()}); "
-                    "lower the learning rate or check the cache for extreme values"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            sae.remove_parallel_grad()
-            torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip_norm)
-            optimizer.step()
-            sae.normalize_decoder()
-            with torch.no_grad():
-                fired = (f > 0).any(dim=0)
-                since_fired = torch.where(fired, torch.zeros_like(since_fired), since_fired + len(idx))
-            if step % cfg.log_every == 0 or step == cfg.steps - 1:
-                with torch.no_grad():
-                    resid = (x - x_hat).pow(2).sum()
-                    total = (x - x.mean(dim=0)).pow(2).sum()
-                    record = {
-                        "step": step,
-                        "samples": (step + 1) * cfg.batch_size,
-                        "loss": loss.item(),
-                        "mse": mse.item(),
-                        "l1": l1.item(),
-                        "l0": (f > 0).float().sum(dim=1).mean().item(),
-                        "explained_variance": (1 - resid / total).item(),
-                        "dead": int((since_fired >= cfg.dead_window_samples).sum().item()),
-                        "lr": lr,
-                        "l1_coefficient": l1_coef,
-                    }
-                log.write(json.dumps(record) + "\n")
-                bar.set_postfix(loss=f"{record['loss']:.4g}", l0=f"{record['l0']:.1f}")
-            bar.update(len(idx))
-    manifest = cache.manifest
-    sae_cfg = {
-        **asdict(cfg),
-        "adam_betas": list(cfg.adam_betas),
+    order = SampleOrder(cache.n, base.seed, base.shuffle, base.shuffle_block_rows, base.shuffle_window_blocks)
+
+    def batch(step: int) -> torch.Tensor:
+        rows = order.rows(step * base.batch_size, (step + 1) * base.batch_size)
+        x = torch.from_numpy(cache.gather(rows))
+        return (x.pin_memory() if device.type == "cuda" else x).to(device, non_blocking=True) * scale
+
+    desc = f"train {len(trainers)} SAE{'s' if len(trainers) > 1 else ''}"
+    with tqdm(total=base.steps * base.batch_size, initial=start * base.batch_size, unit="sample",
+              unit_scale=True, desc=desc) as bar:
+        for step, x in zip(range(start, base.steps), prefetch(batch, range(start, base.steps))):
+            records = [t.step(x, step) for t in trainers]
+            if records[0] is not None:
+                bar.set_postfix(loss=f"{records[0]['loss']:.4g}", l0=f"{records[0]['l0']:.1f}")
+                for t in trainers:
+                    t.write_log()
+            if (step + 1) % base.checkpoint_every_steps == 0 and step + 1 < base.steps:
+                _save_checkpoint(state_path, step + 1, trainers, fingerprint)
+            bar.update(base.batch_size)
+
+    out = []
+    for t in trainers:
+        t.write_log()
+        sae_cfg = sae_config(t, cache, scale, extra_cfg)
+        save_sae(t.sae.cpu(), t.out_dir, sae_cfg, scale=scale)
+        out.append(sae_cfg)
+    state_path.unlink(missing_ok=True)
+    return out
+
+
+def _save_checkpoint(path: Path, step: int, trainers: list[Trainer], fingerprint: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"step": step, "fingerprint": fingerprint, "trainers": [t.state() for t in trainers]}, tmp)
+    os.replace(tmp, path)
+
+
+def sae_config(t: Trainer, cache: ActivationCache, scale: float, extra: dict | None) -> dict:
+    """``cfg.json``: what the SAE is, where it came from, and every training hyper-parameter.
+
+    The top level uses SAELens's names (``architecture`` is ``standard`` for the
+    ReLU SAE, as SAELens calls it, or ``topk``), so ``sae_lens.SAE.load_from_disk``
+    opens the directory; ``training`` holds the full :class:`TrainConfig`.
+    """
+    cfg, manifest = t.cfg, cache.manifest
+    return {
         "d_in": cache.d,
-        "d_sae": sae.d_sae,
-        "architecture": cfg.architecture,
+        "d_sae": t.sae.d_sae,
+        "architecture": SAELENS_ARCHITECTURE[cfg.architecture],
         "k": cfg.k,
+        "apply_b_dec_to_input": True,  # encode(x) = act((x - b_dec) @ W_enc + b_enc)
+        "normalize_activations": "none",  # the input scale is folded into the saved weights
         "normalisation_scale": scale,
+        "dtype": "float32",
+        "device": "cpu",
         "hook": manifest["hook"],
         "model": manifest["model"],
         "pretrained": manifest["pretrained"],
         "dataset": manifest["dataset"],
         "split": manifest["split"],
         "cache_rows": cache.n,
+        "seed": cfg.seed,
         "steps": cfg.steps,
-        **(extra_cfg or {}),
+        "dead_latent_method_used": cfg.dead_method,
+        "resampled_latents": t.resampled,
+        "training": {**asdict(cfg), "adam_betas": list(cfg.adam_betas)},
+        "metadata": {"model_name": manifest["model"], "hook_name": manifest["hook"]},
+        **(extra or {}),
     }
-    save_sae(sae.cpu(), out_dir, sae_cfg, scale=scale)
-    return sae_cfg
+
+
+def train_sae(cache_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, extra_cfg: dict | None = None) -> dict:
+    """Train one SAE on the cache at ``cache_dir`` and save it to ``out_dir``; return its ``cfg.json``."""
+    return train_saes(cache_dir, [(out_dir, cfg)], extra_cfg=extra_cfg)[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,5 @@ def caches(fixture_spec, tmp_path_factory) -> dict[tuple[str, str], Path]:
         for split in ("train", "test"):
             out[(model, split)] = build_cache(fixture_spec, model, hook, split, base / model / split)
     return out
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars are for people; keep test logs readable

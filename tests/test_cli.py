@@ -35,7 +35,8 @@ def test_the_whole_pipeline_through_the_cli(tmp_path, capsys):
     result = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
     assert result["n_images"] == 60 and result["k"] == 5
     cfg = json.loads((tmp_path / "tiny-ViT" / "sae" / "cfg.json").read_text())
-    assert (cfg["d_in"], cfg["d_sae"], cfg["hook"], cfg["l1_coefficient"], cfg["lr"]) == (64, 128, "resid_cls:2", 8e-5, 4e-4)
+    assert (cfg["d_in"], cfg["d_sae"], cfg["hook"], cfg["architecture"]) == (64, 128, "resid_cls:2", "standard")
+    assert (cfg["training"]["l1_coefficient"], cfg["training"]["lr"]) == (8e-5, 4e-4)
 
 
 @pytest.mark.parametrize(

@@ -1,32 +1,32 @@
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import torch
 from safetensors.numpy import load_file
 
-from saesuite.cache import write_json_atomic, sha256_file
+from saesuite.dead import auxk_loss
 from saesuite.errors import CacheError, ConfigError, TrainingError
-from saesuite.sae import encode_numpy
-from saesuite.train import TrainConfig, batches, lr_at, train_sae
+from saesuite.planted import PlantedSpec, planted_activations, planted_dictionary, recovery, write_array_cache
+from saesuite.sae import SAE, encode_numpy
+from saesuite.sampling import SampleOrder
+from saesuite.train import CHECKPOINT, TrainConfig, geometric_median, lr_at, train_sae, train_saes
+
+SMALL = dict(lr_warmup_samples=256, l1_warmup_samples=512, b_dec_init_samples=512, dead_window_samples=2048,
+             device="cpu", b_dec_init="mean")
 
 
-def write_cache(path, x: np.ndarray, n_shards=2, model="planted", hook="attnpool"):
-    """An activation cache in the on-disk format, from an array (for planted data)."""
-    path.mkdir(parents=True)
-    shards = []
-    for i, part in enumerate(np.array_split(x, n_shards)):
-        np.save(path / f"shard-{i:05d}.npy", part)
-        shards.append({"file": f"shard-{i:05d}.npy", "rows": len(part), "sha256": sha256_file(path / f"shard-{i:05d}.npy")})
-    np.save(path / "labels.npy", np.zeros(len(x), np.int64))
-    write_json_atomic(path / "manifest.json", {
-        "n": len(x), "d": x.shape[1], "dtype": str(x.dtype), "model": model, "pretrained": None, "hook": hook,
-        "dataset": "planted", "split": "train", "shards": shards,
-    })
-    return path
+def write_cache(path, x, n_shards=2):
+    return write_array_cache(path, x, n_shards=n_shards)
 
 
-SMALL = dict(lr_warmup_samples=256, l1_warmup_samples=512, b_dec_init_samples=512, dead_window_samples=2048, device="cpu")
+def weights(path):
+    return load_file(str(path / "sae_weights.safetensors"))
 
 
 def test_overfits_one_small_batch(tmp_path):
@@ -35,31 +35,53 @@ def test_overfits_one_small_batch(tmp_path):
     cache = write_cache(tmp_path / "c", x, n_shards=1)
     cfg = TrainConfig(expansion=4, batch_size=64, samples=64 * 600, lr=3e-3, l1_coefficient=1e-5, **SMALL)
     train_sae(cache, tmp_path / "sae", cfg)
-    w = load_file(str(tmp_path / "sae" / "sae_weights.safetensors"))
+    w = weights(tmp_path / "sae")
     x_hat = encode_numpy(w, x) @ w["W_dec"] + w["b_dec"]
     ev = 1 - ((x - x_hat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum()
     assert ev > 0.98
     log = [json.loads(line) for line in (tmp_path / "sae" / "train_log.jsonl").read_text().splitlines()]
     assert log[-1]["loss"] < log[0]["loss"] / 10
     assert set(log[0]) >= {"loss", "mse", "l1", "l0", "explained_variance", "dead", "lr"}
+    assert not (tmp_path / "sae" / CHECKPOINT).exists()  # removed once the weights are saved
 
 
-def test_recovers_a_planted_dictionary(tmp_path):
-    """Sparse combinations of 24 known unit directions in 16 dims: learned decoder rows find them."""
-    rng = np.random.default_rng(0)
-    d, n_true, n = 16, 24, 8192
-    true = rng.normal(size=(n_true, d))
-    true /= np.linalg.norm(true, axis=1, keepdims=True)
-    active = rng.random((n, n_true)) < 0.08
-    coef = active * rng.uniform(1, 3, size=(n, n_true))
-    x = (coef @ true).astype(np.float32)
+PLANTED = PlantedSpec(d=32, n_true=64, k=3, alpha=0.3, seed=0)
+
+
+@pytest.fixture(scope="module")
+def planted_cache(tmp_path_factory):
+    x, _ = planted_activations(PLANTED, 16384)
+    return write_cache(tmp_path_factory.mktemp("planted") / "c", x)
+
+
+def test_topk_at_the_true_k_recovers_the_planted_dictionary(planted_cache, tmp_path):
+    cfg = TrainConfig(architecture="topk", k=PLANTED.k, expansion=4, batch_size=256, samples=256 * 800, lr=2e-3,
+                      **{**SMALL, "dead_window_samples": 8192})
+    train_sae(planted_cache, tmp_path / "sae", cfg)
+    result = recovery(planted_dictionary(PLANTED), weights(tmp_path / "sae")["W_dec"])
+    assert result["fraction_above_0.9"] >= 0.9, result["mean_best_cosine"]
+
+
+def test_relu_recovers_most_of_the_planted_dictionary(planted_cache, tmp_path):
+    cfg = TrainConfig(expansion=4, batch_size=256, samples=256 * 800, lr=2e-3, l1_coefficient=3e-2,
+                      **{**SMALL, "dead_window_samples": 8192, "resample_every_samples": 256 * 100})
+    train_sae(planted_cache, tmp_path / "sae", cfg)
+    result = recovery(planted_dictionary(PLANTED), weights(tmp_path / "sae")["W_dec"])
+    assert result["fraction_above_0.9"] >= 0.7, result["mean_best_cosine"]
+
+
+def test_a_sweep_in_one_pass_equals_separate_runs(tmp_path):
+    x = np.random.default_rng(1).normal(size=(500, 8)).astype(np.float32)
     cache = write_cache(tmp_path / "c", x)
-    cfg = TrainConfig(expansion=4, batch_size=256, samples=256 * 1200, lr=3e-3, l1_coefficient=3e-2, **SMALL)
-    train_sae(cache, tmp_path / "sae", cfg)
-    w_dec = load_file(str(tmp_path / "sae" / "sae_weights.safetensors"))["W_dec"]
-    w_dec = w_dec / np.linalg.norm(w_dec, axis=1, keepdims=True)
-    best = (true @ w_dec.T).max(axis=1)
-    assert np.mean(best > 0.9) >= 0.8, best
+    base = dict(expansion=2, batch_size=64, samples=64 * 30, **SMALL)
+    configs = [TrainConfig(l1_coefficient=1e-3, **base), TrainConfig(architecture="topk", k=3, **base)]
+    train_saes(cache, [(tmp_path / "sweep" / str(i), c) for i, c in enumerate(configs)])
+    for i, c in enumerate(configs):
+        train_sae(cache, tmp_path / "alone" / str(i), c)
+        assert (tmp_path / "sweep" / str(i) / "sae_weights.safetensors").read_bytes() == \
+            (tmp_path / "alone" / str(i) / "sae_weights.safetensors").read_bytes()
+    with pytest.raises(ConfigError, match="must share batch_size"):
+        train_saes(cache, [(tmp_path / "a", configs[0]), (tmp_path / "b", TrainConfig(**{**base, "batch_size": 32}))])
 
 
 def test_same_seed_same_weights_and_sample_count_independent_of_cache(tmp_path):
@@ -73,10 +95,16 @@ def test_same_seed_same_weights_and_sample_count_independent_of_cache(tmp_path):
     assert a["steps"] == 20 and a["cache_rows"] == 300  # 1280 samples from a 300-row cache
 
 
-def test_batches_cover_every_row_once_per_pass():
-    idx = np.concatenate(list(batches(10, 4, 5, np.random.default_rng(0))))
-    assert len(idx) == 20
-    assert sorted(idx[:10]) == list(range(10)) and sorted(idx[10:20]) == list(range(10))
+@pytest.mark.parametrize("shuffle", ["rows", "blocks"])
+def test_every_row_once_per_pass_and_order_is_a_pure_function(shuffle):
+    order = SampleOrder(1000, seed=3, shuffle=shuffle, block_rows=64, window_blocks=4)
+    first, second = order.rows(0, 1000), order.rows(1000, 2000)
+    assert sorted(first) == list(range(1000)) and sorted(second) == list(range(1000))
+    assert not np.array_equal(first, second)
+    fresh = SampleOrder(1000, seed=3, shuffle=shuffle, block_rows=64, window_blocks=4)
+    np.testing.assert_array_equal(fresh.rows(937, 1411), np.concatenate([first, second])[937:1411])
+    if shuffle == "blocks":  # a window is 4 blocks (>= 3*64 + 40 rows): its first 200 rows span <= 4 blocks
+        assert len(np.unique(first[:200] // 64)) <= 4
 
 
 def test_lr_schedule_warms_up_and_decays():
@@ -86,13 +114,128 @@ def test_lr_schedule_warms_up_and_decays():
     assert lrs[-1] == pytest.approx(0.05) and lrs[80] == pytest.approx(1.0)
 
 
-def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
+def test_geometric_median_minimises_the_sum_of_distances():
+    from scipy.optimize import minimize
+
+    x = np.random.default_rng(0).standard_t(df=1.5, size=(200, 3))  # heavy tails: median != mean
+    ours = geometric_median(x)
+    reference = minimize(lambda m: np.linalg.norm(x - m, axis=1).sum(), x.mean(0), method="Nelder-Mead",
+                         options={"xatol": 1e-9, "fatol": 1e-12, "maxiter": 20000}).x
+    np.testing.assert_allclose(ours, reference, atol=1e-4)
+
+
+def test_encoder_backward_matches_autograd():
+    sae = SAE(5, 7).double()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+    x = torch.randn(4, 5, dtype=torch.float64, generator=g)
+    weights_out = torch.randn(4, 7, dtype=torch.float64, generator=g)
+    (sae.pre_acts(x) * weights_out).sum().backward()
+    ours = [p.grad.clone() for p in (sae.W_enc, sae.b_enc, sae.b_dec)]
+    sae.zero_grad()
+    (((x - sae.b_dec) @ sae.W_enc + sae.b_enc) * weights_out).sum().backward()
+    for a, p in zip(ours, (sae.W_enc, sae.b_enc, sae.b_dec)):
+        torch.testing.assert_close(a, p.grad)
+    assert torch.autograd.gradcheck(lambda v: sae.pre_acts(v), (x.clone().requires_grad_(),))
+
+
+def test_sparse_topk_decode_equals_dense_decode():
+    sae = SAE(6, 20, "topk", 4)
+    with torch.no_grad():
+        sae.W_dec.normal_()
+        sae.W_enc.normal_()
+    x = torch.randn(9, 6)
+    with torch.no_grad():
+        values, indices = sae.topk_code(sae.pre_acts(x))
+        torch.testing.assert_close(sae.decode_sparse(values, indices) + sae.b_dec, sae.decode(sae.encode(x)))
+
+
+def test_auxk_loss_against_a_direct_computation():
+    sae = SAE(4, 10, "topk", 2)
+    with torch.no_grad():
+        sae.W_dec.normal_()
+    pre = torch.randn(3, 10)
+    residual = torch.randn(3, 4)
+    dead = torch.tensor([True, False] * 5)
+    got = auxk_loss(sae, pre, residual, dead, k_aux=2)
+    expected = []
+    for b in range(3):
+        dead_idx = [i for i in range(10) if dead[i]]
+        top = sorted(dead_idx, key=lambda i: -pre[b, i])[:2]
+        expected.append(sum(max(pre[b, i].item(), 0) * sae.W_dec[i].detach().numpy() for i in top))
+    err = ((np.array(expected) - residual.numpy()) ** 2).mean() / (residual.numpy() ** 2).mean()
+    assert got.item() == pytest.approx(err, rel=1e-5)
+
+
+def test_resampling_revives_dead_latents(tmp_path):
+    x = np.abs(np.random.default_rng(0).normal(size=(2048, 8))).astype(np.float32)
+    cache = write_cache(tmp_path / "c", x)
+    # a large L1 kills most latents quickly; resampling brings them back
+    common = dict(expansion=8, batch_size=128, samples=128 * 120, lr=3e-3, l1_coefficient=1.0, log_every=1,
+                  **{**SMALL, "dead_window_samples": 128 * 10, "resample_every_samples": 128 * 40})
+    no = train_sae(cache, tmp_path / "none", TrainConfig(dead_latent_method="none", **common))
+    yes = train_sae(cache, tmp_path / "resample", TrainConfig(dead_latent_method="resample", **common))
+    log = [json.loads(line) for line in (tmp_path / "resample" / "train_log.jsonl").read_text().splitlines()]
+    before = [r["dead"] for r in log if r["step"] == 38][0]
+    after = [r["dead"] for r in log if r["step"] == 40][0]
+    assert no["resampled_latents"] == 0 and yes["resampled_latents"] > 0
+    assert before > 0 and after < before
+
+
+def test_topk_trains_dead_latents_with_auxk(tmp_path, planted_cache):
+    cfg = TrainConfig(architecture="topk", k=2, expansion=8, batch_size=256, samples=256 * 60, log_every=1,
+                      **{**SMALL, "dead_window_samples": 256 * 5})
+    train_sae(planted_cache, tmp_path / "sae", cfg)
+    log = [json.loads(line) for line in (tmp_path / "sae" / "train_log.jsonl").read_text().splitlines()]
+    assert any(r["dead"] > 0 and r["auxk"] > 0 for r in log)
+
+
+KILL_SCRIPT = """
+import sys
+from saesuite.train import TrainConfig, train_sae
+cfg = TrainConfig(expansion=8, batch_size=128, samples=128 * 1500, checkpoint_every_steps=25, lr=1e-3,
+                  lr_warmup_samples=256, l1_warmup_samples=512, b_dec_init_samples=512, dead_window_samples=2048,
+                  resample_every_samples=128 * 300, device="cpu")
+train_sae(sys.argv[1], sys.argv[2], cfg)
+"""
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    x = np.random.default_rng(2).normal(size=(4096, 16)).astype(np.float32)
+    cache = write_cache(tmp_path / "c", x)
+    run = [sys.executable, "-c", KILL_SCRIPT, str(cache)]
+    proc = subprocess.Popen(run + [str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = tmp_path / "killed" / CHECKPOINT
+    deadline = time.time() + 120
+    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.exists(), "the run ended before it could be killed"
+    assert not (tmp_path / "killed" / "sae_weights.safetensors").exists()
+    step = torch.load(checkpoint, weights_only=False)["step"]
+    assert 0 < step < 1500
+    subprocess.run(run + [str(tmp_path / "killed")], check=True, capture_output=True)  # resumes
+    subprocess.run(run + [str(tmp_path / "whole")], check=True, capture_output=True)
+    assert (tmp_path / "killed" / "sae_weights.safetensors").read_bytes() == \
+        (tmp_path / "whole" / "sae_weights.safetensors").read_bytes()
+    logs = [(tmp_path / d / "train_log.jsonl").read_text() for d in ("killed", "whole")]
+    assert logs[0] == logs[1]
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     x = np.random.default_rng(1).normal(size=(128, 8)).astype(np.float32)
     cache = write_cache(tmp_path / "c", x)
-    cfg = TrainConfig(expansion=2, batch_size=64, samples=64 * 10, lr=1e30, grad_clip_norm=1e30, **SMALL)
-    with pytest.raises(TrainingError, match="loss became .* at step"):
+    # lr jumps to 1e30 after warm-up: the weights blow up well after the first checkpoint (step 2)
+    cfg = TrainConfig(expansion=2, batch_size=64, samples=64 * 40, lr=1e30, grad_clip_norm=1e30,
+                      checkpoint_every_steps=2, **{**SMALL, "lr_warmup_samples": 64 * 1000})
+    with pytest.raises(TrainingError, match="loss became .* at step .* last good checkpoint"):
         train_sae(cache, tmp_path / "sae", cfg)
     assert not (tmp_path / "sae" / "sae_weights.safetensors").exists()
+    state = torch.load(tmp_path / "sae" / CHECKPOINT, weights_only=False)
+    assert all(torch.isfinite(v).all() for v in state["trainers"][0]["sae"].values())
 
 
 def test_damaged_cache_is_refused_before_training(tmp_path):
@@ -105,6 +248,24 @@ def test_damaged_cache_is_refused_before_training(tmp_path):
     assert not (tmp_path / "sae").exists()
 
 
-def test_unknown_option_is_named():
+def test_unknown_option_and_bad_values_are_named():
     with pytest.raises(ConfigError, match=r"unknown training option\(s\) \['l1_coef'\]"):
         TrainConfig.from_dict({"l1_coef": 1.0})
+    with pytest.raises(ConfigError, match="topk needs k"):
+        TrainConfig(architecture="topk")
+    with pytest.raises(ConfigError, match="dead_latent_method 'ghost'"):
+        TrainConfig(dead_latent_method="ghost")
+
+
+def test_cfg_json_opens_in_saelens(tmp_path):
+    sae_lens = pytest.importorskip("sae_lens", reason="the optional sae-lens extra is not installed")
+    x = np.random.default_rng(1).normal(size=(256, 8)).astype(np.float32) * 5 + 1
+    cache = write_cache(tmp_path / "c", x)
+    for arch, k in (("relu", None), ("topk", 3)):
+        train_sae(cache, tmp_path / arch, TrainConfig(architecture=arch, k=k, expansion=2, batch_size=64,
+                                                      samples=64 * 10, **SMALL))
+        theirs = sae_lens.SAE.load_from_disk(str(tmp_path / arch))
+        w = weights(tmp_path / arch)
+        with torch.no_grad():
+            f = theirs.encode(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(f, encode_numpy(w, x, arch, k), rtol=1e-4, atol=1e-4)

@@ -10,5 +10,7 @@ with log_to(snakemake.log[0]):
         figures.training_curve(snakemake.input.log, out, snakemake.params.title)
     elif kind == "topk_overlap":
         figures.topk_overlap_histogram(snakemake.input.overlap, out, *snakemake.params.names)
+    elif kind == "frontier":
+        figures.frontier(list(snakemake.input), out)
     else:
         raise ValueError(f"unknown figure kind {kind!r}")

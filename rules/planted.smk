@@ -1,0 +1,42 @@
+# Planted-dictionary benchmark (config/planted.yaml): caches of synthetic activations
+# from a known sparse dictionary stand in for a dataset and a model; the SAEs
+# trained on them are scored on how well their decoder rows recover it.
+
+
+rule planted_cache:
+    output:
+        manifest=f"{RUN}/cache/planted/{{split}}/manifest.json",
+        dictionary=f"{RUN}/cache/planted/{{split}}/dictionary.npy",
+    params:
+        planted=config["planted"],
+    log:
+        f"{RUN}/logs/planted_cache/{{split}}.log",
+    benchmark:
+        f"{RUN}/benchmarks/planted_cache/{{split}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    script:
+        "../workflow/scripts/planted_cache.py"
+
+
+rule planted_recovery:
+    input:
+        dictionary=f"{RUN}/cache/planted/{TRAIN_SPLIT}/dictionary.npy",
+        main=f"{RUN}/sae/planted/cfg.json",
+        sweep=expand(f"{RUN}/sae/planted/sweep/{{name}}/cfg.json", name=SWEEP),
+    output:
+        f"{RUN}/planted/recovery.json",
+    params:
+        names=["main", *SWEEP],
+    log:
+        f"{RUN}/logs/planted_recovery.log",
+    benchmark:
+        f"{RUN}/benchmarks/planted_recovery.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow/scripts/planted_recovery.py"
