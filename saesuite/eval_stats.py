@@ -64,7 +64,7 @@ class ReconstructionStats:
             "l2_norm_in": self.sum_norm_in / n,
             "l2_norm_out": self.sum_norm_out / n,
             "l2_ratio": self.sum_ratio / n,
-            "relative_reconstruction_bias": self.sum_xhat_sq / self.sum_x_dot_xhat,
+            "relative_reconstruction_bias": self.sum_xhat_sq / self.sum_x_dot_xhat if self.sum_x_dot_xhat else None,
             "l0": float(self.l0[self.seen].mean()),
             "l1": float(self.l1[self.seen].mean()),
             "population_sparsity": float((self.l0[self.seen] / n_latents).mean()),
