@@ -186,9 +186,9 @@ def cache_shard(
     timer = ShardTimer()
     hooks = [t.hook for t in targets]
     with tqdm(total=rows, unit="img", desc=f"{backbone.name} {backbone.hook} shard {index}") as bar:
-        for batch_rows, images, ok, targets_, bad_items in timer.wrap(loader):
+        for batch_rows, images, ok, batch_labels, bad_items in timer.wrap(loader):
             local = batch_rows.numpy() - start
-            labels[local] = targets_.numpy()
+            labels[local] = batch_labels.numpy()
             bad.extend(bad_items)
             if len(bad) > allowed:
                 raise CacheError(_too_many_bad(bad, rows, max_bad_fraction))
