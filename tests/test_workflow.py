@@ -64,6 +64,15 @@ def test_every_stage_writes_its_files(smoke_runs):
         assert metrics["mean_lifetime_sparsity"] == pytest.approx(metrics["population_sparsity"])
         for figure in (f"lifetime_sparsity_{model}.png", f"training_curve_{model}.png"):
             assert (run / "figures" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        # the evaluation suite: per-latent table, fidelity on all 1000 images, every figure
+        import pandas as pd
+
+        table = pd.read_csv(run / "eval" / model / "latents.csv")
+        assert len(table) == 1024 and table["lifetime_sparsity"].mean() == pytest.approx(metrics["population_sparsity"])
+        assert metrics["fidelity"]["n_images"] == 1000 and (metrics["text_naming"] is None) == (model == "tiny-ViT")
+        for figure in ("activation_heatmap", "neuron_alignment", "label_entropy_scatter", "sparsity_panel",
+                       "zero_shot_fidelity", "topk_frequent", "topk_low_entropy", "topk_random", "top_images"):
+            assert (run / "figures" / "eval" / model / f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     comparison = json.loads((run / "compare" / "tiny-RN__tiny-ViT" / "comparison.json").read_text())
     validate(comparison, "comparison")
     assert 0 <= comparison["linear_cka"]["value"] <= 1 and comparison["n_images"] == 1000
