@@ -49,7 +49,8 @@ def similarity_bars(comparison_json: str | Path, out: str | Path) -> None:
     frame = pd.DataFrame(rows)
     fig, ax = plt.subplots(figsize=(6.5, 3.4))
     sns.barplot(frame, x="score", y="value", hue="on", ax=ax, errorbar=None)
-    for bar, (_, row) in zip(ax.patches, frame.sort_values("on", kind="stable").iterrows()):
+    hue_major = frame.assign(order=frame["on"].map({"activations": 0, "SAE codes": 1})).sort_values("order", kind="stable")
+    for bar, (_, row) in zip(ax.patches, hue_major.iterrows()):  # seaborn draws one hue level after the other
         x = bar.get_x() + bar.get_width() / 2
         if row["sd"] is not None and np.isfinite(row["sd"]):
             ax.errorbar(x, row["value"], yerr=row["sd"], color="black", capsize=3, lw=1)
