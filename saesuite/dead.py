@@ -47,7 +47,8 @@ def resample_dead(trainer: "Trainer", step: int, chunk_rows: int = 4096) -> int:
         return 0
     cfg, sae, cache = trainer.cfg, trainer.sae, trainer.cache
     rng = np.random.default_rng([cfg.seed, step, 2])
-    pool = np.sort(rng.choice(cache.n, size=min(cfg.resample_pool_samples, cache.n), replace=False))
+    valid = cache.valid_indices()
+    pool = np.sort(rng.choice(valid, size=min(cfg.resample_pool_samples, len(valid)), replace=False))
     x = torch.from_numpy(cache.gather(pool)).to(trainer.device) * trainer.scale
     losses = torch.cat([(c - sae(c)[0]).pow(2).sum(1) for c in x.split(chunk_rows)]).double().cpu().numpy()
     weights = losses**2

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -73,6 +74,7 @@ def frontier(tables: list[str | Path], out: str | Path) -> None:
     sns.lineplot(frame.sort_values("l0"), x="l0", y="explained_variance", hue="architecture", style="model",
                  markers=True, ax=ax)
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("L0 (active latents per input)")
     ax.set_ylabel("explained variance")
     ax.set_title("sparsity / fidelity frontier")

@@ -8,8 +8,9 @@ The loop, in one screen (:func:`train_saes`):
 2. ``b_dec`` starts at the geometric median (or mean) of a sample of inputs;
    ``W_dec`` rows are random unit vectors and ``W_enc = c * W_dec.T``.
 3. Step ``s`` reads the rows at global sample positions ``[s*B, (s+1)*B)`` of a
-   stream of passes over the cache, each a fresh shuffle (:mod:`saesuite.sampling`),
-   prefetched in a background thread. Every SAE of a sweep sees the same batches.
+   stream of passes over the cache's usable rows (rows of unreadable images are
+   skipped), each pass a fresh shuffle (:mod:`saesuite.sampling`), prefetched in a
+   background thread. Every SAE of a sweep sees the same batches.
 4. Loss: ``mse`` (mean over batch and dimensions of ``(x_hat - x)^2``) plus, for
    ReLU, ``l1_coefficient * mean_b sum_i f_i ||W_dec[i]||``; for TopK, the AuxK
    loss on dead latents. Decoder rows are renormalised to unit norm after each
@@ -157,7 +158,8 @@ def geometric_median(x: np.ndarray, iters: int = 100, tol: float = 1e-7) -> np.n
 def init_stats(cache: ActivationCache, cfg: TrainConfig) -> tuple[float, np.ndarray]:
     """``(scale, b_dec0)``: the factor giving mean norm ``sqrt(d)`` and the initial ``b_dec`` (scaled units)."""
     rng = np.random.default_rng([cfg.seed, 1])
-    idx = np.sort(rng.choice(cache.n, size=min(cfg.b_dec_init_samples, cache.n), replace=False))
+    valid = cache.valid_indices()
+    idx = np.sort(rng.choice(valid, size=min(cfg.b_dec_init_samples, len(valid)), replace=False))
     x = cache.gather(idx).astype(np.float64)
     mean_norm = np.linalg.norm(x, axis=1).mean()
     if not np.isfinite(mean_norm) or mean_norm == 0:
@@ -188,7 +190,8 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, out_dir: Path, d: int, b_dec: np.ndarray, device: torch.device):
         self.cfg, self.out_dir, self.device = cfg, Path(out_dir), device
         self.sae = init_sae(d, cfg, b_dec).to(device)
-        self.optimizer = torch.optim.Adam(self.sae.parameters(), lr=cfg.lr, betas=cfg.adam_betas)
+        # the fused kernel (one pass per parameter) computes the same Adam update as the loop version
+        self.optimizer = torch.optim.Adam(self.sae.parameters(), lr=cfg.lr, betas=cfg.adam_betas, fused=True)
         self.since_fired = torch.zeros(self.sae.d_sae, dtype=torch.long, device=device)
         self.records: list[dict] = []
         self.resampled = 0
@@ -220,14 +223,15 @@ class Trainer:
                 x_hat = sae.decode_sparse(values, indices) + sae.b_dec
                 active = torch.zeros(sae.d_sae, dtype=torch.bool, device=x.device)
                 active[indices[values > 0]] = True
-                l0 = (values > 0).float().sum(1).mean()
+                code = values
                 sparsity = values.float().sum(1).mean()  # logged as l1
             else:
-                f = torch.relu(pre)
+                f = code = torch.relu(pre)
                 x_hat = torch.addmm(sae.b_dec, f, sae.W_dec)
-                active = (f > 0).any(0)
-                l0 = (f > 0).float().sum(1).mean()
-                sparsity = (f.float() @ sae.W_dec.norm(dim=1)).mean()
+                active = f.amax(0) > 0
+                # sum_i f_i ||W_dec[i]|| with unit decoder rows is sum_i f_i; the norm's gradient is parallel
+                # to each row and would be projected out by remove_parallel_grad, so it is not formed.
+                sparsity = f.sum(1).mean()
             mse = (x_hat.float() - x).pow(2).mean()
             loss = mse + (l1_coef * sparsity if cfg.architecture == "relu" else 0.0)
             dead = self.dead_mask()
@@ -244,7 +248,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         sae.remove_parallel_grad()
-        torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip_norm)
+        torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip_norm, foreach=True)
         self.optimizer.step()
         sae.normalize_decoder()
         self.since_fired.add_(len(x)).masked_fill_(active, 0)
@@ -257,7 +261,7 @@ class Trainer:
             total = (x - x.mean(0)).pow(2).sum()
         record = {
             "step": step, "samples": (step + 1) * cfg.batch_size, "loss": loss.item(), "mse": mse.item(),
-            "l1": sparsity.item(), "l0": l0.item(), "explained_variance": (1 - resid / total).item(),
+            "l1": sparsity.item(), "l0": (code > 0).sum(1).float().mean().item(), "explained_variance": (1 - resid / total).item(),
             "dead": int(self.dead_mask().sum()), "lr": lr, "l1_coefficient": l1_coef, "auxk": aux.item(),
             "resampled": self.resampled,
         }
@@ -304,8 +308,9 @@ def train_saes(
     device = resolve_device(base.device)
     if base.dtype == "bfloat16" and device.type != "cuda":
         raise ConfigError("dtype bfloat16 (autocast) is for CUDA; use float32 on CPU")
-    if base.batch_size > cache.n:
-        raise ConfigError(f"batch_size {base.batch_size} is larger than the cache ({cache.n} rows)")
+    valid = cache.valid_indices()  # rows of unreadable images are zeros in the cache: never trained on
+    if base.batch_size > len(valid):
+        raise ConfigError(f"batch_size {base.batch_size} is larger than the cache ({len(valid)} usable rows)")
     scale, b_dec = init_stats(cache, base)
     trainers = [Trainer(cfg, Path(out), cache.d, b_dec, device) for out, cfg in runs]
     for t in trainers:
@@ -324,10 +329,10 @@ def train_saes(
             t.load_state(s)
         print(f"resuming from {state_path} at step {start} of {base.steps}")
 
-    order = SampleOrder(cache.n, base.seed, base.shuffle, base.shuffle_block_rows, base.shuffle_window_blocks)
+    order = SampleOrder(len(valid), base.seed, base.shuffle, base.shuffle_block_rows, base.shuffle_window_blocks)
 
     def batch(step: int) -> torch.Tensor:
-        rows = order.rows(step * base.batch_size, (step + 1) * base.batch_size)
+        rows = valid[order.rows(step * base.batch_size, (step + 1) * base.batch_size)]
         x = torch.from_numpy(cache.gather(rows))
         return (x.pin_memory() if device.type == "cuda" else x).to(device, non_blocking=True) * scale
 

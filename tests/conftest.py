@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+# One BLAS/OpenMP thread per test process: the suite runs on 2 cores next to subprocesses
+# (snakemake jobs, a training run to kill), and spinning OpenMP teams oversubscribe them.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from pathlib import Path  # noqa: E402
 
 import pytest
 
