@@ -32,7 +32,8 @@ def cmd_cache(args) -> None:
     manifest = cache_activations(
         backbone, dataset, args.out_dir, dataset_name=args.dataset, split=args.split,
         batch_size=args.batch_size, num_workers=args.num_workers, dtype=args.dtype,
-        n_shards=args.shards, device=args.device, limit=args.limit,
+        n_shards=args.shards, device=args.device, limit=args.limit, precision=args.precision,
+        max_bad_fraction=args.max_bad_fraction,
     )
     print(f"cached {manifest['n']} x {manifest['d']} activations of {args.model} {manifest['hook']} to {args.out_dir}")
 
@@ -60,8 +61,11 @@ def cmd_train(args) -> None:
 def cmd_evaluate(args) -> None:
     from saesuite.evaluate import EvalConfig, evaluate_sae
 
+    from saesuite.data import DatasetSpec
+
     cfg = EvalConfig(near_zero_threshold=args.near_zero_threshold, dead_threshold=args.dead_threshold, device=args.device)
-    print(json.dumps(evaluate_sae(args.sae_dir, args.cache_dir, args.out_dir, cfg), indent=2))
+    spec = DatasetSpec(args.dataset, args.root, fixture=args.fixture) if args.dataset else None
+    print(json.dumps(evaluate_sae(args.sae_dir, args.cache_dir, args.out_dir, cfg, dataset=spec), indent=2))
 
 
 def cmd_compare(args) -> None:
@@ -110,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--limit", type=int, default=None, help="cache only the first N images")
     p.add_argument("--init-seed", type=int, default=0, help="seed of random weights (--pretrained none)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16")
+    p.add_argument("--max-bad-fraction", type=float, default=0.001,
+                   help="fail when more than this fraction of images cannot be read (they are listed either way)")
     p.set_defaults(func=cmd_cache)
 
     p = sub.add_parser("verify-cache", help="check a cache against its manifest (rows, dtype, sha256, finite)")
@@ -143,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir")
     p.add_argument("--near-zero-threshold", type=float, default=1e-6)
     p.add_argument("--dead-threshold", type=float, default=0.0)
+    p.add_argument("--dataset", choices=["imagenet", "cifar10"], help="the cache's dataset: enables zero-shot fidelity")
+    p.add_argument("--root", help="dataset root (with --dataset)")
+    p.add_argument("--fixture", action="store_true", help="the root holds a saesuite CIFAR-10 fixture")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_evaluate)
 

@@ -27,7 +27,10 @@ def test_the_whole_pipeline_through_the_cli(tmp_path, capsys):
             "train", str(tmp_path / model / "train"), str(tmp_path / model / "sae"), "--expansion", "2",
             "--batch-size", "50", "--samples", "500", "--device", "cpu",
         ]) == 0
-        assert main(["evaluate", str(tmp_path / model / "sae"), str(tmp_path / model / "test"), str(tmp_path / model / "eval")]) == 0
+        assert main(["evaluate", str(tmp_path / model / "sae"), str(tmp_path / model / "test"), str(tmp_path / model / "eval"),
+                     "--dataset", "cifar10", "--root", str(data), "--fixture"]) == 0
+        metrics = json.loads((tmp_path / model / "eval" / "metrics.json").read_text())
+        assert metrics["fidelity"]["n_images"] == 60  # the dataset enabled the zero-shot splice test
     assert main([
         "compare", str(tmp_path / "tiny-RN" / "test"), str(tmp_path / "tiny-RN" / "sae"),
         str(tmp_path / "tiny-ViT" / "test"), str(tmp_path / "tiny-ViT" / "sae"), str(tmp_path / "cmp"), "--k", "5",
