@@ -1,17 +1,40 @@
-# The CUDA image that the Snakefile's `container:` names (config key `container`).
-# Minimal for now: it installs the suite with the pinned versions of pyproject.toml on a
-# CUDA runtime base. The packaging issue pins the base by digest, adds TeX Live for the
-# paper, and tests the image; it has not been built or run in CI yet.
-FROM nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04
+# The CUDA image that the Snakefile's `container:` names (config key `container`), for
+#   snakemake --use-singularity all        (apptainer pulls docker://...; profiles/default adds --nv)
+# Build:  docker build -t ghcr.io/saesuite/saesuite:0.1.0 .
+#
+# The base is PyTorch's own CUDA image for the torch version pyproject.toml pins (2.14.1, CUDA
+# 13.0 wheels as in requirements.lock). Pin it by digest for a bit-for-bit rebuild:
+#   docker build --build-arg BASE=pytorch/pytorch:2.14.1-cuda13.0-cudnn9-runtime@sha256:<digest> .
+# tests/test_packaging.py keeps the base, the install lines and requirements.lock in step with
+# pyproject.toml.
+ARG BASE=pytorch/pytorch:2.14.1-cuda13.0-cudnn9-runtime
+FROM ${BASE}
 
-ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1
+ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1
+
+# git for provenance.json's commit; TeX Live and poppler for the paper rule (latexmk, pdftotext).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv python3-pip git \
+    && apt-get install -y --no-install-recommends git latexmk texlive-latex-base texlive-latex-recommended poppler-utils \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/saesuite
-COPY pyproject.toml README.md ./
+COPY requirements.lock pyproject.toml README.md ./
 COPY saesuite ./saesuite
-RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install .
-# No ENTRYPOINT: `apptainer exec` and Snakemake's --use-singularity run commands directly.
-ENV PATH=/opt/venv/bin:$PATH
+# Every package at its locked version (the base's torch already is; -c keeps it). --no-deps on
+# the second line: nothing outside the lock is pulled in.
+RUN python -m pip install -r requirements.lock -c requirements.lock \
+    && python -m pip install --no-deps -c requirements.lock . \
+    && python -m pip check
+
+# No network at run time: open_clip's OpenAI weights for the paper's two models are fetched at
+# build time into the image's Hugging Face cache, and the hub is told to stay offline.
+ENV HF_HOME=/opt/hf-cache
+ARG PREFETCH_WEIGHTS=1
+RUN if [ "$PREFETCH_WEIGHTS" = 1 ]; then python -c "import open_clip; [open_clip.create_model_and_transforms(m, pretrained='openai') for m in ('RN50', 'ViT-L-14')]"; fi \
+    && chmod -R a+rX /opt/hf-cache 2>/dev/null || true
+ENV HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLCONFIGDIR=/tmp/matplotlib
+
+# No ENTRYPOINT: `apptainer exec` and Snakemake's --use-singularity run commands directly, so
+# the interpreter and the `saesuite`/`snakemake` commands must be found on PATH alone.
+ENV PATH=/opt/conda/bin:/usr/local/bin:/usr/bin:/bin
+WORKDIR /work

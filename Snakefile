@@ -20,7 +20,13 @@ validate(config, "config/config.schema.yaml")
 container: config.get("container", "docker://ghcr.io/saesuite/saesuite:0.1.0")
 
 
+# `snakemake --report report.html` (or .zip): this page, then every figure and table the rules
+# mark with report(...), with its caption from report/.
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
+include: "rules/provenance.smk"
 include: "rules/train.smk"
 
 
@@ -34,6 +40,7 @@ if PLANTED:
             f"{RUN}/planted/recovery.json",
             f"{RUN}/figures/frontier.png",
             f"{RUN}/figures/training_curve_planted.png",
+            PROVENANCE,
 
 else:
 
@@ -57,3 +64,4 @@ else:
             f"{RUN}/compare/planted/planted_compare.json",
             f"{RUN}/paper/numbers.tex",
             f"{RUN}/figures/frontier.png",
+            PROVENANCE,

@@ -15,6 +15,7 @@ rule cache_shard:
         cache=config["cache"],
         n_shards=lambda w: SHARDS[w.split],
         init_seed=config["seed"],
+        code=code_hash(f"{SCRIPTS}/cache_shard.py"),
     log:
         f"{RUN}/logs/cache_shard/{{model}}_{{split}}_{{index}}.log",
     benchmark:
@@ -38,6 +39,7 @@ rule gather_cache:
         labels=f"{RUN}/cache/{{model}}/{{split}}/labels.npy",
     params:
         n_shards=lambda w: SHARDS[w.split],
+        code=code_hash(f"{SCRIPTS}/gather_cache.py"),
     log:
         f"{RUN}/logs/gather_cache/{{model}}_{{split}}.log",
     benchmark:

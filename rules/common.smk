@@ -30,7 +30,9 @@ def _check_config(config):
         raise ValueError("config: dataset.fixture is only for kind cifar10 (the CIFAR-10-format fixture)")
     for entry in [config["train"], *config["train"].get("sweep", [])]:
         if entry.get("architecture", config["train"]["architecture"]) == "topk" and not entry.get("k"):
-            raise ValueError(f"config: train{'.sweep ' + entry['name'] if 'name' in entry else ''} is topk but k is not set")
+            raise ValueError(
+                f"config: train{'.sweep ' + entry['name'] if 'name' in entry else ''} is topk but k is not set"
+            )
 
 
 RUN = f"results/{config['run']}"

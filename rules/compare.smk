@@ -12,14 +12,27 @@ rule compare_saes:
         cache_b=cache_manifest(B, EVAL_SPLIT),
         sae_b=f"{RUN}/sae/{B}/sae_weights.safetensors",
     output:
-        comparison=f"{COMPARE_DIR}/comparison.json",
+        comparison=report(
+            f"{COMPARE_DIR}/comparison.json",
+            caption="../report/compare/comparison.rst",
+            category="Comparison",
+            subcategory=PAIR,
+            labels={"pair": PAIR, "table": "scores"},
+        ),
         overlap=f"{COMPARE_DIR}/topk_overlap.npz",
-        pairs=f"{COMPARE_DIR}/pairs.csv",
+        pairs=report(
+            f"{COMPARE_DIR}/pairs.csv",
+            caption="../report/compare/pairs.rst",
+            category="Comparison",
+            subcategory=PAIR,
+            labels={"pair": PAIR, "table": "one-to-one pairs"},
+        ),
         null=f"{COMPARE_DIR}/null.csv",
         folds=f"{COMPARE_DIR}/folds.csv",
     params:
         compare=config["compare"],
         seed=config["seed"],
+        code=code_hash(f"{SCRIPTS}/compare_saes.py"),
     log:
         f"{RUN}/logs/compare_saes/{PAIR}.log",
     benchmark:
@@ -40,11 +53,21 @@ rule compare_figures:
         overlap=f"{COMPARE_DIR}/topk_overlap.npz",
         pairs=f"{COMPARE_DIR}/pairs.csv",
     output:
-        expand(f"{RUN}/figures/compare/{PAIR}/{{figure}}.png", figure=COMPARE_FIGURES),
+        [
+            report(
+                f"{RUN}/figures/compare/{PAIR}/{figure}.png",
+                caption=f"../report/compare/{figure}.rst",
+                category="Comparison",
+                subcategory=PAIR,
+                labels={"pair": PAIR, "figure": figure.replace("_", " ")},
+            )
+            for figure in COMPARE_FIGURES
+        ],
     params:
         dataset=config["dataset"],
         split=EVAL_SPLIT,
         names=[A, B],
+        code=code_hash(f"{SCRIPTS}/compare_figures.py"),
     log:
         f"{RUN}/logs/compare_figures/{PAIR}.log",
     benchmark:
@@ -63,7 +86,15 @@ rule planted_compare:
     output:
         result=f"{RUN}/compare/planted/planted_compare.json",
         sweep=f"{RUN}/compare/planted/shared_fraction_sweep.csv",
-        figure=f"{RUN}/figures/compare/planted_shared_fraction.png",
+        figure=report(
+            f"{RUN}/figures/compare/planted_shared_fraction.png",
+            caption="../report/compare/planted_shared_fraction.rst",
+            category="Comparison",
+            subcategory="planted benchmark",
+            labels={"figure": "shared fraction sweep"},
+        ),
+    params:
+        code=code_hash(f"{SCRIPTS}/planted_compare.py"),
     log:
         f"{RUN}/logs/planted_compare.log",
     benchmark:

@@ -8,6 +8,7 @@ rule cifar10_fixture:
     params:
         root=lambda w, output: Path(output[0]).parents[1],
         fixture=config.get("fixture"),
+        code=code_hash(f"{SCRIPTS}/make_fixture.py"),
     log:
         f"{RUN}/logs/cifar10_fixture.log",
     benchmark:

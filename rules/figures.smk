@@ -5,10 +5,17 @@ rule figure_lifetime_sparsity:
     input:
         latents=f"{RUN}/eval/{{model}}/latents.npz",
     output:
-        f"{RUN}/figures/lifetime_sparsity_{{model}}.png",
+        report(
+            f"{RUN}/figures/lifetime_sparsity_{{model}}.png",
+            caption="../report/lifetime_sparsity.rst",
+            category="Evaluation",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "lifetime sparsity"},
+        ),
     params:
         kind="lifetime_sparsity",
         title=lambda w: f"{w.model} SAE, {EVAL_SPLIT} split",
+        code=code_hash(f"{SCRIPTS}/figure.py"),
     log:
         f"{RUN}/logs/figures/lifetime_sparsity_{{model}}.log",
     benchmark:
@@ -25,10 +32,17 @@ rule figure_topk_overlap:
     input:
         overlap=f"{RUN}/compare/{PAIR}/topk_overlap.npz",
     output:
-        f"{RUN}/figures/topk_overlap_{PAIR}.png",
+        report(
+            f"{RUN}/figures/topk_overlap_{PAIR}.png",
+            caption="../report/topk_overlap.rst",
+            category="Comparison",
+            subcategory=PAIR,
+            labels={"pair": PAIR, "figure": "top-k overlap"},
+        ),
     params:
         kind="topk_overlap",
         names=[A, B],
+        code=code_hash(f"{SCRIPTS}/figure.py"),
     log:
         f"{RUN}/logs/figures/topk_overlap_{PAIR}.log",
     benchmark:

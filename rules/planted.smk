@@ -9,6 +9,7 @@ rule planted_cache:
         dictionary=f"{RUN}/cache/planted/{{split}}/dictionary.npy",
     params:
         planted=config["planted"],
+        code=code_hash(f"{SCRIPTS}/planted_cache.py"),
     log:
         f"{RUN}/logs/planted_cache/{{split}}.log",
     benchmark:
@@ -27,9 +28,15 @@ rule planted_recovery:
         main=f"{RUN}/sae/planted/cfg.json",
         sweep=expand(f"{RUN}/sae/planted/sweep/{{name}}/cfg.json", name=SWEEP),
     output:
-        f"{RUN}/planted/recovery.json",
+        report(
+            f"{RUN}/planted/recovery.json",
+            caption="../report/planted_recovery.rst",
+            category="Planted benchmark",
+            labels={"table": "dictionary recovery"},
+        ),
     params:
         names=["main", *SWEEP],
+        code=code_hash(f"{SCRIPTS}/planted_recovery.py"),
     log:
         f"{RUN}/logs/planted_recovery.log",
     benchmark:

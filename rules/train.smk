@@ -14,6 +14,7 @@ rule train_sae:
     params:
         train=config["train"],
         seed=config["seed"],
+        code=code_hash(f"{SCRIPTS}/train_sae.py"),
     log:
         f"{RUN}/logs/train_sae/{{model}}.log",
     benchmark:
@@ -33,10 +34,17 @@ rule sweep_frontier:
         main=f"{RUN}/sae/{{model}}/cfg.json",
         sweep=expand(f"{RUN}/sae/{{{{model}}}}/sweep/{{name}}/cfg.json", name=SWEEP),
     output:
-        f"{RUN}/sweep/{{model}}/frontier.csv",
+        report(
+            f"{RUN}/sweep/{{model}}/frontier.csv",
+            caption="../report/frontier_table.rst",
+            category="Training",
+            subcategory="{model}",
+            labels={"model": "{model}", "table": "sweep frontier"},
+        ),
     params:
         names=["main", *SWEEP],
         device=config["evaluate"]["device"],
+        code=code_hash(f"{SCRIPTS}/sweep_frontier.py"),
     log:
         f"{RUN}/logs/sweep_frontier/{{model}}.log",
     benchmark:
@@ -54,9 +62,16 @@ rule figure_frontier:
     input:
         expand(f"{RUN}/sweep/{{model}}/frontier.csv", model=MODELS),
     output:
-        f"{RUN}/figures/frontier.png",
+        report(
+            f"{RUN}/figures/frontier.png",
+            caption="../report/frontier.rst",
+            category="Training",
+            subcategory="all models",
+            labels={"figure": "sparsity/fidelity frontier"},
+        ),
     params:
         kind="frontier",
+        code=code_hash(f"{SCRIPTS}/figure.py"),
     log:
         f"{RUN}/logs/figures/frontier.log",
     benchmark:
@@ -73,10 +88,17 @@ rule figure_training_curve:
     input:
         log=f"{RUN}/sae/{{model}}/train_log.jsonl",
     output:
-        f"{RUN}/figures/training_curve_{{model}}.png",
+        report(
+            f"{RUN}/figures/training_curve_{{model}}.png",
+            caption="../report/training_curve.rst",
+            category="Training",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "training curve"},
+        ),
     params:
         kind="training_curve",
         title=lambda w: f"{w.model} SAE training",
+        code=code_hash(f"{SCRIPTS}/figure.py"),
     log:
         f"{RUN}/logs/figures/training_curve_{{model}}.log",
     benchmark:

@@ -1,0 +1,7 @@
+"""Rule paper_sources: LaTeX macros that name the rule and file behind each number and figure."""
+from saesuite.paper_sources import write_sources
+from saesuite.runlog import log_to
+
+with log_to(snakemake.log[0]):
+    p = snakemake.params
+    write_sources(p.run, p.pair, p.models, p.figures, snakemake.output[0])
