@@ -50,6 +50,7 @@ else:
     include: "rules/compare.smk"
     include: "rules/figures.smk"
     include: "rules/paper.smk"
+    include: "rules/explorer.smk"
 
     rule all:
         default_target: True
@@ -64,4 +65,5 @@ else:
             f"{RUN}/compare/planted/planted_compare.json",
             f"{RUN}/paper/numbers.tex",
             f"{RUN}/figures/frontier.png",
+            f"{RUN}/explorer",
             PROVENANCE,
