@@ -82,6 +82,11 @@ def test_every_stage_writes_its_files(smoke_runs):
     assert f"\\newcommand{{\\CmpDebiasedCkaPValue}}{{{comparison['debiased_cka']['p_value']:.4g}}}" in numbers
     for figure in ("overlap_vs_chance", "similarity", "best_pairs", "unpaired"):
         assert (run / "figures" / "compare" / "tiny-RN__tiny-ViT" / f"{figure}.png").read_bytes()[:4] == b"\x89PNG"
+    # the feature explorer: a static site of every latent of both SAEs, one thumbnail per distinct top image
+    explorer = json.loads((run / "explorer" / "site.json").read_text())
+    assert (run / "explorer" / "index.html").is_file() and (run / "explorer" / "app.js").is_file()
+    assert [explorer["models"][m]["latents"] for m in MODELS] == [1024, 1024]
+    assert explorer["thumbnails"] == len(list((run / "explorer" / "img").iterdir())) <= 1000
     planted = json.loads((run / "compare" / "planted" / "planted_compare.json").read_text())
     assert planted["correlation_pairing"]["precision"] == 1.0
     # temporary per-shard files are gone; every rule left a log and a benchmark
