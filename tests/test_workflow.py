@@ -21,7 +21,7 @@ pytestmark = pytest.mark.workflow
 def workflow_copy(dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "Snakefile", dest)
-    for folder in ("rules", "workflow", "config"):
+    for folder in ("rules", "workflow", "config", "profiles", "report", "paper"):
         shutil.copytree(REPO / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
     return dest
 
@@ -150,3 +150,121 @@ def test_a_missing_dataset_fails_the_job_with_where_it_looked(tmp_path):
     log = next((workdir / "results" / "smoke" / "logs" / "cache_shard").glob("*.log")).read_text()
     assert "CIFAR-10 not found: looked for" in log and "dataset.download: true" in log
     assert not list((workdir / "results" / "smoke").glob("cache/*/*/*.npy"))
+
+
+# --- packaging: provenance, code hashes, report, paper PDF, SLURM profile -------------------
+
+
+def test_provenance_records_the_run_and_every_output(smoke_runs):
+    from saesuite.provenance import config_hash, sha256_file
+
+    run = smoke_runs[0]
+    record = json.loads((run / "provenance.json").read_text())
+    config = yaml.safe_load((run.parents[1] / "config" / "smoke.yaml").read_text())
+    assert record["config"] == config and record["config_sha256"] == config_hash(config)
+    assert record["git"] == {"commit": None, "dirty": None}  # the copy is not a git work tree
+    assert record["packages"]["saesuite"] == "0.1.0" and record["packages"]["torch"].startswith("2.14.1")
+    assert record["device"]["configured"]["train"] == "cpu" and "cuda_available" in record["device"]
+    on_disk = {p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()}
+    own = {"provenance.json", "logs/provenance.log", "benchmarks/provenance.tsv"}
+    assert set(record["outputs"]) == on_disk - own - {p for p in on_disk if p.startswith("paper/main")
+                                                      or p.startswith("paper/sources") or "paper_" in p}
+    for rel in ("eval/tiny-ViT/metrics.json", "sae/tiny-RN/sae_weights.safetensors", "paper/numbers.tex"):
+        assert record["outputs"][rel] == sha256_file(run / rel)
+
+
+def test_two_runs_from_scratch_have_the_same_hash_for_every_output(smoke_runs):
+    """Every file the two runs wrote, figures and tables included, except logs and timings."""
+    first, second = (json.loads((run / "provenance.json").read_text())["outputs"] for run in smoke_runs)
+    assert first.keys() == second.keys()
+    compared = [rel for rel in first if not rel.startswith(("logs/", "benchmarks/"))]
+    assert len(compared) > 60
+    assert [rel for rel in compared if first[rel] != second[rel]] == []
+
+
+def test_a_change_to_the_saesuite_code_a_rule_calls_reruns_it_and_only_its_dependents(smoke_runs, tmp_path):
+    import os
+
+    workdir = smoke_runs[0].parents[1]
+    package = tmp_path / "saesuite"
+    shutil.copytree(REPO / "saesuite", package, ignore=shutil.ignore_patterns("__pycache__"))
+    (package / "figures.py").write_text((package / "figures.py").read_text() + "\n# a change\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}  # the Snakefile hashes the package it imports
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/smoke.yaml", "--dry-run"],
+        cwd=workdir, capture_output=True, text=True, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = {line.split()[0] for line in proc.stdout.split("Job stats:")[1].split("Reasons:")[0].splitlines()[3:]
+            if line.strip() and not line.startswith("total")}
+    # figures.py draws the figure_* plots (and the comparison's planted sweep plot): those rerun,
+    # and the provenance record after them; caching, training and evaluation do not
+    assert {"figure_frontier", "figure_training_curve", "figure_lifetime_sparsity", "provenance"} <= jobs
+    assert not jobs & {"cache_shard", "gather_cache", "train_sae", "evaluate_sae", "compare_saes"}
+    assert "params" in proc.stdout  # the reason given: the rule's `code` param changed
+
+
+def test_the_report_holds_every_figure_with_its_caption(smoke_runs):
+    import zipfile
+
+    workdir = smoke_runs[0].parents[1]
+    snakemake(workdir, "--configfile", "config/smoke.yaml", "--report", "report.zip")
+    with zipfile.ZipFile(workdir / "report.zip") as archive:
+        names = archive.namelist()
+        text = "\n".join(archive.read(n).decode("utf-8", "replace") for n in names if n.endswith((".html", ".js")))
+    pngs = [n for n in names if n.endswith(".png")]
+    # 9 evaluation figures and 2 plots per model, 4 comparison figures, overlap, frontier, planted sweep
+    assert len(pngs) >= 2 * 11 + 4 + 3, pngs
+    for needle in ("Evaluation", "Comparison", "Training", "Zero-shot classification accuracy",
+                   "lifetime sparsity", "saesuite"):
+        assert needle in text, needle
+    assert any(n.endswith("metrics.json") for n in names) and any(n.endswith("latents.csv") for n in names)
+
+
+def test_the_paper_pdf_quotes_the_json_values_and_names_their_rules(smoke_runs):
+    import os
+
+    if shutil.which("latexmk") is None or shutil.which("pdftotext") is None:
+        if os.environ.get("CI"):
+            raise AssertionError("CI installs latexmk and pdftotext (.ci/run)")
+        pytest.skip("TeX Live (latexmk) and poppler-utils (pdftotext) are not installed")
+    run = smoke_runs[0]
+    snakemake(run.parents[1], "--configfile", "config/smoke.yaml", "paper")
+    pdf = run / "paper" / "main.pdf"
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    flat = " ".join(text.split())
+    metrics = json.loads((run / "eval" / "tiny-RN" / "metrics.json").read_text())
+    comparison = json.loads((run / "compare" / "tiny-RN__tiny-ViT" / "comparison.json").read_text())
+    for value in (metrics["explained_variance"], metrics["population_sparsity"], comparison["linear_cka"]["value"],
+                  comparison["debiased_cka"]["value"], comparison["topk_overlap"]["value"]):
+        assert f"{value:.4g}".replace("-", "−") in flat or f"{value:.4g}" in flat, (value, flat[:2000])
+    assert f"Over {comparison['n_images']:,} images".replace(",", ",") in flat
+    # the links back: the rule and file behind the numbers and each figure
+    for needle in ("paper_numbers", "results/smoke/paper/numbers.tex", "figure_frontier", "compare_figures",
+                   "results/smoke/figures/frontier.png"):
+        assert needle in flat, needle
+
+
+def test_slurm_profile_dry_run_fans_out_the_cache_and_asks_for_gpus(tmp_path):
+    """`snakemake -n --profile profiles/slurm` needs no SLURM (no sbatch) for a dry run."""
+    workdir = workflow_copy(tmp_path)
+    env = {"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin", "HOME": str(tmp_path)}
+    assert shutil.which("sbatch", path=env["PATH"]) is None
+    out = {}
+    for config in ("smoke", "config"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "snakemake", "-n", "--profile", "profiles/slurm", "--configfile",
+             f"config/{config}.yaml"], cwd=workdir, capture_output=True, text=True, env=env,
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        out[config] = proc.stdout
+    stats = dict(line.split() for line in out["smoke"].split("Job stats:")[1].split("Reasons:")[0].splitlines()[3:]
+                 if len(line.split()) == 2)
+    assert stats["cache_shard"] == "8" and stats["gather_cache"] == "4"  # 2 models x 2 splits x 2 shards
+    # the paper config: CUDA rules ask for gpu=1, which the plugin turns into --gpus=1
+    jobs = out["config"].split("\n\n")
+    for rule in ("cache_shard", "train_sae", "evaluate_sae", "compare_saes"):
+        block = next(j for j in jobs if f"rule {rule}:" in j)
+        assert "gpu=1" in block, block
+    block = next(j for j in jobs if "rule figure_topk_overlap:" in j)
+    assert "gpu=" not in block or "gpu=0" in block
