@@ -327,4 +327,10 @@ def test_browser_pairs_pages_list_best_pairs_and_unpaired_features(built, browse
         lone = browser.find_elements("css selector", "#unpaired tr")
         assert len(best) == 1 + len(meta["pages"][side]["best"])
         assert len(lone) == 1 + len(meta["pages"][side]["unpaired"])
+        strips = browser.execute_script(
+            "return Array.from(document.querySelectorAll('#best-pairs tr')).slice(1)"
+            ".map(tr => Array.from(tr.querySelectorAll('.minigrid img')).map(im => im.getAttribute('src')))")
+        for i, srcs in zip(meta["pages"][side]["best"], strips):  # both features' first top images, side by side
+            mine = read_js(site / "data" / meta["models"][side]["name"] / f"f{i // 16:04d}.js")[2][i % 16]["rows"][:5]
+            assert srcs[:5] == [f"img/{r}.webp" for r in mine] and len(srcs) == 10
     assert errors(browser) == []

@@ -169,14 +169,18 @@ async function pairsPage(s) {
   const d = EXPLORER.data, m = d.models[s] || d.models[0], p = d.pages[d.models.indexOf(m)];
   const t = await loadIndex(m.name), c = t.columns;
   await loadIndex(m.other);
-  const best = p.best.map((i) => `<tr><td>${flink(m.name, i)}</td><td>${flink(m.other, c.match[i])}</td>
-    <td>${fmt(c.match_overlap[i])}</td><td class="text">${esc(cls(c.top_class[i]))}</td>
+  await Promise.all(p.best.map((i) => loadFeature(m.name, i).then(() => loadFeature(m.other, c.match[i])))
+    .concat(p.unpaired.map((i) => loadFeature(m.name, i))));
+  const strip = (name, i) => `<td class="minigrid">${feats[name + "/" + i].rows.slice(0, 5)
+    .map((r) => `<img src="img/${r}.${d.ext}" alt="image ${r}">`).join("")}</td>`;
+  const best = p.best.map((i) => `<tr><td>${flink(m.name, i)}</td>${strip(m.name, i)}<td>${flink(m.other, c.match[i])}</td>
+    ${strip(m.other, c.match[i])}<td>${fmt(c.match_overlap[i])}</td><td class="text">${esc(cls(c.top_class[i]))}</td>
     <td class="text">${esc(cls(tables[m.other].columns.top_class[c.match[i]]))}</td></tr>`).join("");
-  const lone = p.unpaired.map((i) => `<tr><td>${flink(m.name, i)}</td><td>${fmt(c.density[i])}</td>
+  const lone = p.unpaired.map((i) => `<tr><td>${flink(m.name, i)}</td>${strip(m.name, i)}<td>${fmt(c.density[i])}</td>
     <td>${fmt(c.partner_overlap[i])}</td><td class="text">${esc(cls(c.top_class[i]))}</td></tr>`).join("");
   return `<h1>${esc(m.name)} → ${esc(m.other)}</h1>
     <h2>Best matched pairs</h2><p>One-to-one matching on top-${d.k} overlap; a pair is shared at overlap ≥ ${d.overlap_threshold}.</p>
-    <table id="best-pairs"><tr><th>${esc(m.name)}</th><th>${esc(m.other)}</th><th>overlap</th><th>top class</th><th>partner's top class</th></tr>${best}</table>
+    <table id="best-pairs"><tr><th>${esc(m.name)}</th><th>top images</th><th>${esc(m.other)}</th><th>top images</th><th>overlap</th><th>top class</th><th>partner's top class</th></tr>${best}</table>
     <h2>Densest features with no partner</h2><p>Alive features whose one-to-one partner is missing or below the threshold.</p>
-    <table id="unpaired"><tr><th>${esc(m.name)}</th><th>density</th><th>best overlap</th><th>top class</th></tr>${lone}</table>`;
+    <table id="unpaired"><tr><th>${esc(m.name)}</th><th>top images</th><th>density</th><th>best overlap</th><th>top class</th></tr>${lone}</table>`;
 }
