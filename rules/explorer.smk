@@ -23,6 +23,7 @@ rule explorer:
         dataset=config["dataset"],
         split=EVAL_SPLIT,
         device=config["evaluate"]["device"],
+        code=code_hash(f"{SCRIPTS}/explorer.py"),
     log:
         f"{RUN}/logs/explorer.log",
     benchmark:
