@@ -219,12 +219,24 @@ CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                 "--window-size=1280,1000"]
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+def browser_paths() -> tuple[str, str]:
+    """Debian's chromium and chromedriver; skips the test, saying how to install them, where either is missing."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_path = shutil.which("chromedriver")
     if not chromium or not driver_path:
         pytest.skip(INSTALL)
+    return chromium, driver_path
+
+
+def test_without_a_browser_the_browser_tests_skip_saying_how_to_install_it(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(pytest.skip.Exception, match=r"apt-get install -y chromium chromium-driver"):
+        browser_paths()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    chromium, driver_path = browser_paths()
     webdriver = pytest.importorskip("selenium.webdriver", reason=INSTALL)
     from selenium.webdriver.chrome.service import Service
 
