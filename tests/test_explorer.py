@@ -346,3 +346,23 @@ def test_browser_pairs_pages_list_best_pairs_and_unpaired_features(built, browse
             mine = read_js(site / "data" / meta["models"][side]["name"] / f"f{i // 16:04d}.js")[2][i % 16]["rows"][:5]
             assert srcs[:5] == [f"img/{r}.webp" for r in mine] and len(srcs) == 10
     assert errors(browser) == []
+
+
+def test_browser_the_site_also_works_through_an_http_server(built, browser):
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(built["site"]))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        c = read_js(built["site"] / "data" / "tiny-ViT" / "index.js")[1]["columns"]
+        i = next(i for i in range(F) if c["alive"][i])
+        browser.get(f"http://127.0.0.1:{server.server_address[1]}/index.html#/f/tiny-ViT/{i}")
+        wait_for(browser, "#topk img", 9)
+        loaded = browser.execute_script("return Array.from(document.querySelectorAll('#topk img'))"
+                                        ".map(im => im.complete && im.naturalWidth > 0)")
+        assert loaded == [True] * 9 and errors(browser) == []
+    finally:
+        server.shutdown()
