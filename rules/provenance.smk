@@ -18,7 +18,6 @@ rule provenance:
     params:
         config=config,
         run_dir=lambda w, output: str(Path(output[0]).parent),
-        workflow_dir=workflow.basedir,
         code=code_hash(f"{SCRIPTS}/provenance.py"),
     log:
         f"{RUN}/logs/provenance.log",
