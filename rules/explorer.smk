@@ -17,7 +17,12 @@ rule explorer:
         overlap=f"{COMPARE_DIR}/topk_overlap.npz",
         pairs=f"{COMPARE_DIR}/pairs.csv",
     output:
-        directory(f"{RUN}/explorer"),
+        report(
+            directory(f"{RUN}/explorer"),
+            caption="../report/explorer.rst",
+            category="Feature explorer",
+            htmlindex="index.html",
+        ),
     params:
         names=EXPLORER_MODELS,
         dataset=config["dataset"],

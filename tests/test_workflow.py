@@ -220,6 +220,8 @@ def test_the_report_holds_every_figure_with_its_caption(smoke_runs):
                    "lifetime sparsity", "saesuite"):
         assert needle in text, needle
     assert any(n.endswith("metrics.json") for n in names) and any(n.endswith("latents.csv") for n in names)
+    # the feature explorer is linked from the report, its site carried inside
+    assert "Feature explorer" in text and any(n.endswith("/index.html") and "/raw/" in n for n in names)
 
 
 def test_the_paper_pdf_quotes_the_json_values_and_names_their_rules(smoke_runs):
