@@ -40,7 +40,7 @@ rule paper_sources:
     output:
         f"{RUN}/paper/sources.tex",
     params:
-        run=RUN,
+        run=lambda w, output: str(Path(output[0]).parents[1]),
         pair=PAIR,
         models=[A, B],
         figures=PAPER_FIGURES,
