@@ -28,6 +28,7 @@ The loop, in one screen (:func:`train_saes`):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -291,6 +292,18 @@ def _fingerprint(cache: ActivationCache, configs: list[TrainConfig]) -> str:
                        "configs": [asdict(c) for c in configs]}, sort_keys=True, default=str)
 
 
+@contextlib.contextmanager
+def _cpu_threads_for(d: int, d_sae: int, device: torch.device):
+    """One intra-op thread for small SAEs on CPU, where thread synchronisation costs more than the maths."""
+    previous = torch.get_num_threads()
+    if device.type == "cpu" and d * d_sae < 1 << 22:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def train_saes(
     cache_dir: str | Path,
     runs: list[tuple[str | Path, TrainConfig]],
@@ -337,7 +350,8 @@ def train_saes(
         return (x.pin_memory() if device.type == "cuda" else x).to(device, non_blocking=True) * scale
 
     desc = f"train {len(trainers)} SAE{'s' if len(trainers) > 1 else ''}"
-    with tqdm(total=base.steps * base.batch_size, initial=start * base.batch_size, unit="sample",
+    widest = max(t.sae.d_sae for t in trainers)
+    with _cpu_threads_for(cache.d, widest, device), tqdm(total=base.steps * base.batch_size, initial=start * base.batch_size, unit="sample",
               unit_scale=True, desc=desc) as bar:
         for step, x in zip(range(start, base.steps), prefetch(batch, range(start, base.steps))):
             records = [t.step(x, step) for t in trainers]

@@ -1,13 +1,10 @@
 """Rule train_sae: a model's SAE and its sweep, trained together from one read of the cache."""
 from pathlib import Path
 
-import torch
-
 from saesuite.runlog import log_to
 from saesuite.train import TrainConfig, train_saes
 
 with log_to(snakemake.log[0]):
-    torch.set_num_threads(snakemake.threads)
     options = {k: v for k, v in snakemake.params.train.items() if k != "sweep"}
     out = Path(snakemake.output.cfg).parent
     runs = [(out, TrainConfig.from_dict({**options, "seed": snakemake.params.seed}))]
