@@ -65,5 +65,5 @@ else:
             f"{RUN}/compare/planted/planted_compare.json",
             f"{RUN}/paper/numbers.tex",
             f"{RUN}/figures/frontier.png",
-            f"{RUN}/explorer",
             PROVENANCE,
+            f"{RUN}/explorer",
