@@ -57,7 +57,13 @@ def test_every_stage_writes_its_files(smoke_runs):
             assert manifest["n"] == {"train": 2000, "test": 1000}[split] and len(manifest["shards"]) == 2
             assert manifest["d"] == 64 and manifest["pretrained"] is None and manifest["init_seed"] == 0
         cfg = json.loads((run / "sae" / model / "cfg.json").read_text())
-        assert (cfg["d_in"], cfg["d_sae"], cfg["expansion"]) == (64, 1024, 16)
+        assert (cfg["d_in"], cfg["d_sae"], cfg["training"]["expansion"]) == (64, 1024, 16)
+        for name in ("relu-l1-1e-3", "relu-l1-1e-2", "topk-8", "topk-32"):  # the sweep, trained in the same pass
+            sweep_cfg = json.loads((run / "sae" / model / "sweep" / name / "cfg.json").read_text())
+            assert sweep_cfg["architecture"] == ("topk" if name.startswith("topk") else "standard")
+        frontier = (run / "sweep" / model / "frontier.csv").read_text().splitlines()
+        assert len(frontier) == 1 + 5 and frontier[0].startswith("name,model,architecture")
+        assert not (run / "sae" / model / "checkpoint.pt").exists()
         metrics = json.loads((run / "eval" / model / "metrics.json").read_text())
         validate(metrics, "metrics")
         assert metrics["n"] == 1000 and 0 < metrics["l0"] < 1024
@@ -271,3 +277,12 @@ def test_slurm_profile_dry_run_fans_out_the_cache_and_asks_for_gpus(tmp_path):
         assert "gpu=1" in block, block
     block = next(j for j in jobs if "rule figure_topk_overlap:" in j)
     assert "gpu=" not in block or "gpu=0" in block
+
+
+def test_the_planted_config_runs_through_the_same_workflow(tmp_path):
+    """config/planted.yaml: synthetic caches stand in for dataset and models (dry run; the real run is in the note)."""
+    workdir = workflow_copy(tmp_path)
+    out = snakemake(workdir, "--configfile", "config/planted.yaml", "--dry-run").stdout
+    for rule in ("planted_cache", "train_sae", "planted_recovery", "sweep_frontier", "figure_frontier"):
+        assert rule in out
+    assert "cache_shard" not in out and "compare_saes" not in out
