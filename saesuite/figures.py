@@ -70,6 +70,8 @@ def training_curve(log_jsonl: str | Path, out: str | Path, title: str) -> None:
 def frontier(tables: list[str | Path], out: str | Path) -> None:
     """Explained variance against L0 for every SAE of the sweeps, one line per architecture and model."""
     frame = pd.concat([pd.read_csv(t) for t in tables])
+    silent = frame[frame["l0"] <= 0]  # SAEs whose latents all died have no place on a log L0 axis
+    frame = frame[frame["l0"] > 0]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     sns.lineplot(frame.sort_values("l0"), x="l0", y="explained_variance", hue="architecture", style="model",
                  markers=True, ax=ax)
@@ -77,5 +79,6 @@ def frontier(tables: list[str | Path], out: str | Path) -> None:
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("L0 (active latents per input)")
     ax.set_ylabel("explained variance")
-    ax.set_title("sparsity / fidelity frontier")
+    note = f"\n(not shown, L0 = 0: {', '.join(silent['model'] + ' ' + silent['name'])})" if len(silent) else ""
+    ax.set_title("sparsity / fidelity frontier" + note, fontsize=9 if note else None)
     _save(fig, out)
