@@ -30,7 +30,7 @@ from saesuite.cache import ActivationCache, write_json_atomic
 from saesuite.chance import disjoint_folds, permutation_p_value, summary
 from saesuite.cka import linear_cka  # noqa: F401  (re-exported: the comparison's CKA)
 from saesuite.errors import ConfigError
-from saesuite.evaluate import encode_chunks
+from saesuite.evaluate import check_sae_matches_cache, encode_chunks
 from saesuite.feature_comparison import CompareSettings, PairComparison, Side
 from saesuite.overlap import topk_overlap  # noqa: F401  (re-exported)
 from saesuite.sae import load_sae
@@ -68,23 +68,10 @@ def check_aligned(a: ActivationCache, b: ActivationCache) -> None:
         )
 
 
-def valid_rows(cache: ActivationCache) -> np.ndarray:
-    """Boolean ``[n]`` rows to use: the cache's valid-row mask when it has one, else every row."""
-    mask = getattr(cache, "valid_mask", None)
-    mask = mask() if callable(mask) else mask
-    return np.ones(cache.n, bool) if mask is None else np.asarray(mask, bool)
-
-
 def encode_sparse(sae_dir: str | Path, cache: ActivationCache, chunk_rows: int, device: str) -> sp.csr_matrix:
     """SAE codes of every row of the cache as a sparse ``[n, F]`` float64 CSR matrix."""
     sae, cfg = load_sae(sae_dir, device)
-    if sae.d_in != cache.d:
-        raise ConfigError(f"SAE {sae_dir} takes d={sae.d_in} inputs but cache {cache.path} has d={cache.d}")
-    if (cfg.get("model"), cfg.get("hook")) != (cache.manifest["model"], cache.manifest["hook"]):
-        raise ConfigError(
-            f"SAE {sae_dir} was trained on {cfg.get('model')} {cfg.get('hook')} but cache {cache.path} holds "
-            f"{cache.manifest['model']} {cache.manifest['hook']}"
-        )
+    check_sae_matches_cache(sae, cfg, sae_dir, cache)
     parts = [sp.csr_matrix(f.cpu().numpy().astype(np.float64)) for _, _, f, _ in encode_chunks(sae, cache, chunk_rows, device)]
     return sp.vstack(parts, format="csr")
 
@@ -174,7 +161,7 @@ def compare_saes(
     settings = settings or CompareSettings(k=k)
     ca, cb = ActivationCache.open(cache_a), ActivationCache.open(cache_b)
     check_aligned(ca, cb)
-    keep = valid_rows(ca) & valid_rows(cb)
+    keep = ca.valid_mask() & cb.valid_mask()
     if keep.sum() < max(settings.k, 4):
         raise ConfigError(f"only {int(keep.sum())} valid images are common to both caches; need at least {max(settings.k, 4)}")
     xa, xb = ca.read_all()[keep], cb.read_all()[keep]

@@ -91,22 +91,22 @@ def _class_names(cache: ActivationCache, labels: np.ndarray) -> list[str]:
     return classes or [str(c) for c in range(n_classes)]
 
 
+def check_sae_matches_cache(sae: SAE, sae_cfg: dict, sae_dir, cache: ActivationCache) -> None:
+    """Refuse an SAE trained on another model, hook or width than the cache holds."""
+    if cache.d != sae.d_in:
+        raise ConfigError(f"SAE {sae_dir} takes d={sae.d_in} inputs but cache {cache.path} has d={cache.d}")
+    if (sae_cfg.get("model"), sae_cfg.get("hook")) != (cache.manifest["model"], cache.manifest["hook"]):
+        raise ConfigError(
+            f"SAE {sae_dir} was trained on {sae_cfg.get('model')} {sae_cfg.get('hook')} but cache {cache.path} holds "
+            f"{cache.manifest['model']} {cache.manifest['hook']}"
+        )
+
+
 def _open_matching(sae_dir, cache_dir, device: str) -> tuple[SAE, dict, ActivationCache]:
     sae, sae_cfg = load_sae(sae_dir, device)
     cache = ActivationCache.open(cache_dir)
-    if cache.d != sae.d_in:
-        raise ConfigError(f"SAE {sae_dir} takes d={sae.d_in} inputs but cache {cache_dir} has d={cache.d}")
-    if cache.manifest["hook"] != sae_cfg["hook"] or cache.manifest["model"] != sae_cfg["model"]:
-        raise ConfigError(
-            f"SAE {sae_dir} was trained on {sae_cfg['model']} {sae_cfg['hook']} but cache {cache_dir} holds "
-            f"{cache.manifest['model']} {cache.manifest['hook']}"
-        )
+    check_sae_matches_cache(sae, sae_cfg, sae_dir, cache)
     return sae, sae_cfg, cache
-
-
-def valid_rows(cache: ActivationCache) -> np.ndarray:
-    """bool ``[n]``: rows of images that were read (the cache lists bad images, whose rows are zeros)."""
-    return cache.valid_mask() if hasattr(cache, "valid_mask") else np.ones(cache.n, bool)
 
 
 def stream_split(sae: SAE, cache: ActivationCache, labels: np.ndarray, n_classes: int, cfg: EvalConfig) -> dict:
@@ -114,7 +114,7 @@ def stream_split(sae: SAE, cache: ActivationCache, labels: np.ndarray, n_classes
 
     Rows of bad images are left out of every statistic (their codes count as zero for the top-k).
     """
-    valid = valid_rows(cache)
+    valid = cache.valid_mask()  # rows of bad images are zeros in the cache: left out
     recon = ReconstructionStats(cache.n, cache.d, cfg.near_zero_threshold)
     latent = LatentStats(sae.d_sae, n_classes, cfg.device)
     topk = StreamingTopK(sae.d_sae, cfg.top_k)

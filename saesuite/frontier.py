@@ -10,26 +10,25 @@ import pandas as pd
 import torch
 
 from saesuite.cache import ActivationCache
+from saesuite.eval_stats import ReconstructionStats
+from saesuite.evaluate import encode_chunks
 from saesuite.sae import load_sae
 
 
-@torch.inference_mode()
 def frontier_point(sae_dir: str | Path, cache: ActivationCache, chunk_rows: int = 8192, device: str = "cpu") -> dict:
-    """``l0``, ``explained_variance`` and ``mse`` of one SAE over every row of ``cache`` (streamed)."""
+    """``l0``, ``explained_variance`` and ``mse`` of one SAE over the cache's usable rows (streamed).
+
+    The same accumulator as the evaluation (:class:`saesuite.eval_stats.ReconstructionStats`).
+    """
     sae, _ = load_sae(sae_dir, device)
-    n, active, sq_err = 0, 0.0, 0.0
-    sum_x, sum_sq_x = np.zeros(cache.d), 0.0
-    for _, x in cache.chunks(chunk_rows):
-        xt = torch.from_numpy(x).to(device)
-        f = sae.encode(xt)
-        err = (xt - sae.decode(f)).double()
-        n += len(x)
-        active += float((f > 0).sum())
-        sq_err += float(err.pow(2).sum())
-        sum_x += x.sum(0, dtype=np.float64)
-        sum_sq_x += float((x.astype(np.float64) ** 2).sum())
-    total_var = sum_sq_x - float(sum_x @ sum_x) / n
-    return {"l0": active / n, "explained_variance": 1 - sq_err / total_var, "mse": sq_err / (n * cache.d)}
+    valid = cache.valid_mask()
+    stats = ReconstructionStats(cache.n, cache.d, near_zero=0.0)
+    for start, x, f, x_hat in encode_chunks(sae, cache, chunk_rows, device):
+        ok = valid[start : start + len(x)]
+        keep = torch.from_numpy(ok).to(x.device)
+        stats.update(np.arange(start, start + len(x))[ok], x[keep], f[keep], x_hat[keep])
+    result = stats.result(cache.d, sae.d_sae)
+    return {key: result[key] for key in ("l0", "explained_variance", "mse")}
 
 
 def frontier_table(sae_dirs: dict[str, str | Path], cache_dir: str | Path, chunk_rows: int = 8192,

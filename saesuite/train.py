@@ -188,8 +188,10 @@ def init_sae(d: int, cfg: TrainConfig, b_dec: np.ndarray) -> SAE:
 class Trainer:
     """One SAE being trained: its model, optimiser, dead-latent clocks and log."""
 
-    def __init__(self, cfg: TrainConfig, out_dir: Path, d: int, b_dec: np.ndarray, device: torch.device):
+    def __init__(self, cfg: TrainConfig, out_dir: Path, d: int, b_dec: np.ndarray, device: torch.device,
+                 cache: ActivationCache | None = None, scale: float = 1.0):
         self.cfg, self.out_dir, self.device = cfg, Path(out_dir), device
+        self.cache, self.scale = cache, scale  # resampling draws (scaled) inputs from the cache
         self.sae = init_sae(d, cfg, b_dec).to(device)
         # the fused kernel (one pass per parameter) computes the same Adam update as the loop version
         self.optimizer = torch.optim.Adam(self.sae.parameters(), lr=cfg.lr, betas=cfg.adam_betas, fused=True)
@@ -325,9 +327,7 @@ def train_saes(
     if base.batch_size > len(valid):
         raise ConfigError(f"batch_size {base.batch_size} is larger than the cache ({len(valid)} usable rows)")
     scale, b_dec = init_stats(cache, base)
-    trainers = [Trainer(cfg, Path(out), cache.d, b_dec, device) for out, cfg in runs]
-    for t in trainers:
-        t.cache, t.scale = cache, scale  # resampling draws inputs from the cache
+    trainers = [Trainer(cfg, Path(out), cache.d, b_dec, device, cache, scale) for out, cfg in runs]
     state_path = Path(state_dir or runs[0][0]) / CHECKPOINT
     fingerprint = _fingerprint(cache, configs)
     start = 0
