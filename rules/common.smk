@@ -42,6 +42,7 @@ SWEEP = [entry["name"] for entry in config["train"].get("sweep", [])]
 
 if PLANTED:
     MODELS, TRAIN_SPLIT, EVAL_SPLIT = ["planted"], "train", "test"
+    SHARDS = dict.fromkeys((TRAIN_SPLIT, EVAL_SPLIT), config["planted"].get("shards", 2))
 else:
     _check_config(config)
     MODELS = list(config["models"])
@@ -52,6 +53,11 @@ else:
     SHARDS = {TRAIN_SPLIT: config["cache"]["train_shards"], EVAL_SPLIT: config["cache"]["eval_shards"]}
     DATA_ROOT = config["dataset"]["root"]
     FIXTURE = f"{DATA_ROOT}/cifar-10-batches-py/saesuite-fixture.json"
+    # every file of the CIFAR-10 layout the fixture writes beside its marker
+    FIXTURE_FILES = [
+        f"{DATA_ROOT}/cifar-10-batches-py/{name}"
+        for name in ("batches.meta", *(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
+    ]
 
 
 wildcard_constraints:
@@ -66,8 +72,9 @@ def gpus(device):
 
 
 def dataset_input(wildcards):
-    """The fixture is a workflow output when the config builds one; real data is external."""
-    return [FIXTURE] if config.get("fixture") else []
+    """The fixture's files when the config builds one (a workflow output); real data is external.
+    Every file a rule reads is declared, so a rule's generated unit test (.tests/unit) has them."""
+    return [FIXTURE, *FIXTURE_FILES] if config.get("fixture") else []
 
 
 def shard_files(kind):
@@ -83,3 +90,14 @@ def shard_files(kind):
 
 def cache_manifest(model, split):
     return f"{RUN}/cache/{model}/{split}/manifest.json"
+
+
+def cache_data(model, split):
+    """The files a cache's reader opens besides its manifest: labels and every shard."""
+    base = f"{RUN}/cache/{model}/{split}"
+    return [f"{base}/labels.npy", *(f"{base}/shard-{i:05d}.npy" for i in range(SHARDS[split]))]
+
+
+def sweep_files(model, filename):
+    """`filename` (cfg.json, sae_weights.safetensors, train_log.jsonl) of every sweep SAE of `model`."""
+    return [f"{RUN}/sae/{model}/sweep/{name}/{filename}" for name in SWEEP]

@@ -8,9 +8,13 @@ COMPARE_FIGURES = ["overlap_vs_chance", "similarity", "best_pairs", "unpaired"]
 rule compare_saes:
     input:
         cache_a=cache_manifest(A, EVAL_SPLIT),
+        cache_data_a=cache_data(A, EVAL_SPLIT),
         sae_a=f"{RUN}/sae/{A}/sae_weights.safetensors",
+        cfg_a=f"{RUN}/sae/{A}/cfg.json",
         cache_b=cache_manifest(B, EVAL_SPLIT),
+        cache_data_b=cache_data(B, EVAL_SPLIT),
         sae_b=f"{RUN}/sae/{B}/sae_weights.safetensors",
+        cfg_b=f"{RUN}/sae/{B}/cfg.json",
     output:
         comparison=report(
             f"{COMPARE_DIR}/comparison.json",

@@ -5,6 +5,7 @@
 rule cifar10_fixture:
     output:
         FIXTURE,
+        FIXTURE_FILES,
     params:
         root=lambda w, output: Path(output[0]).parents[1],
         fixture=config.get("fixture"),

@@ -20,6 +20,7 @@ rule evaluate_sae:
         sae=f"{RUN}/sae/{{model}}/cfg.json",
         weights=f"{RUN}/sae/{{model}}/sae_weights.safetensors",
         cache=cache_manifest("{model}", EVAL_SPLIT),
+        cache_data=cache_data("{model}", EVAL_SPLIT),
     output:
         metrics=report(
             f"{RUN}/eval/{{model}}/metrics.json",

@@ -7,6 +7,8 @@ rule planted_cache:
     output:
         manifest=f"{RUN}/cache/planted/{{split}}/manifest.json",
         dictionary=f"{RUN}/cache/planted/{{split}}/dictionary.npy",
+        labels=f"{RUN}/cache/planted/{{split}}/labels.npy",
+        shards=[f"{RUN}/cache/planted/{{split}}/shard-{i:05d}.npy" for i in range(SHARDS[TRAIN_SPLIT])],
     params:
         planted=config["planted"],
         code=code_hash(f"{SCRIPTS}/planted_cache.py"),
@@ -26,7 +28,9 @@ rule planted_recovery:
     input:
         dictionary=f"{RUN}/cache/planted/{TRAIN_SPLIT}/dictionary.npy",
         main=f"{RUN}/sae/planted/cfg.json",
-        sweep=expand(f"{RUN}/sae/planted/sweep/{{name}}/cfg.json", name=SWEEP),
+        main_weights=f"{RUN}/sae/planted/sae_weights.safetensors",
+        sweep=sweep_files("planted", "cfg.json"),
+        sweep_weights=sweep_files("planted", "sae_weights.safetensors"),
     output:
         report(
             f"{RUN}/planted/recovery.json",

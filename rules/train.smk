@@ -6,11 +6,14 @@
 rule train_sae:
     input:
         cache=cache_manifest("{model}", TRAIN_SPLIT),
+        cache_data=cache_data("{model}", TRAIN_SPLIT),
     output:
         weights=f"{RUN}/sae/{{model}}/sae_weights.safetensors",
         cfg=f"{RUN}/sae/{{model}}/cfg.json",
         log=f"{RUN}/sae/{{model}}/train_log.jsonl",
-        sweep=expand(f"{RUN}/sae/{{{{model}}}}/sweep/{{name}}/cfg.json", name=SWEEP),
+        sweep=sweep_files("{model}", "cfg.json"),
+        sweep_weights=sweep_files("{model}", "sae_weights.safetensors"),
+        sweep_logs=sweep_files("{model}", "train_log.jsonl"),
     params:
         train=config["train"],
         seed=config["seed"],
@@ -31,8 +34,11 @@ rule train_sae:
 rule sweep_frontier:
     input:
         cache=cache_manifest("{model}", EVAL_SPLIT),
+        cache_data=cache_data("{model}", EVAL_SPLIT),
         main=f"{RUN}/sae/{{model}}/cfg.json",
-        sweep=expand(f"{RUN}/sae/{{{{model}}}}/sweep/{{name}}/cfg.json", name=SWEEP),
+        main_weights=f"{RUN}/sae/{{model}}/sae_weights.safetensors",
+        sweep=sweep_files("{model}", "cfg.json"),
+        sweep_weights=sweep_files("{model}", "sae_weights.safetensors"),
     output:
         report(
             f"{RUN}/sweep/{{model}}/frontier.csv",

@@ -217,7 +217,6 @@ def cache_shard(
             "start": int(start),
             "sha256": sha256_file(final),
             "bad_rows": [b.record() for b in bad],
-            "timing": timer.record(rows),
             "meta": cache_meta(backbone, dataset, dataset_name, split, dtype, hook=t.hook, d=t.d),
         })
     for t, record in zip(targets, records):  # records last: their presence marks the shard complete
@@ -250,7 +249,8 @@ def _save_atomic(path: Path, array: np.ndarray) -> None:
 
 
 class ShardTimer:
-    """Splits a shard's wall time into waiting for the loader (decode + preprocess) and the model."""
+    """Splits a shard's wall time into waiting for the loader (decode + preprocess) and the model.
+    Printed to the job's log, not kept in the shard record: a shard's outputs depend on its inputs only."""
 
     def __init__(self) -> None:
         self.data_s = self.model_s = 0.0
