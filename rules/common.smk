@@ -28,6 +28,10 @@ def _check_config(config):
         )
     if dataset.get("fixture") and dataset["kind"] != "cifar10":
         raise ValueError("config: dataset.fixture is only for kind cifar10 (the CIFAR-10-format fixture)")
+    if config["seed"] in config["train"].get("extra_seeds", []):
+        raise ValueError(
+            f"config: train.extra_seeds holds {config['seed']}, the seed of the main SAEs; list other seeds"
+        )
     for entry in [config["train"], *config["train"].get("sweep", [])]:
         if entry.get("architecture", config["train"]["architecture"]) == "topk" and not entry.get("k"):
             raise ValueError(
@@ -39,6 +43,10 @@ RUN = f"results/{config['run']}"
 # Planted-dictionary mode (config/planted.yaml): synthetic caches stand in for a dataset and models.
 PLANTED = bool(config.get("planted"))
 SWEEP = [entry["name"] for entry in config["train"].get("sweep", [])]
+EXTRA_SEEDS = list(config["train"].get("extra_seeds", []))
+# the options of every SAE (a sweep entry overrides some): a change to the sweep or the extra
+# seeds does not retrain the SAEs it does not touch
+TRAIN_OPTIONS = {k: v for k, v in config["train"].items() if k not in ("sweep", "extra_seeds")}
 
 if PLANTED:
     MODELS, TRAIN_SPLIT, EVAL_SPLIT = ["planted"], "train", "test"
@@ -64,6 +72,7 @@ wildcard_constraints:
     model="|".join(re.escape(m) for m in MODELS),
     split=f"{re.escape(TRAIN_SPLIT)}|{re.escape(EVAL_SPLIT)}",
     index=r"\d{5}",
+    sae_seed=r"\d+",
 
 
 def gpus(device):
@@ -96,6 +105,11 @@ def cache_data(model, split):
     """The files a cache's reader opens besides its manifest: labels and every shard."""
     base = f"{RUN}/cache/{model}/{split}"
     return [f"{base}/labels.npy", *(f"{base}/shard-{i:05d}.npy" for i in range(SHARDS[split]))]
+
+
+def seed_sae_files(model, filename):
+    """`filename` of every extra-seed SAE of `model` (train.extra_seeds)."""
+    return [f"{RUN}/sae/{model}/seeds/{seed}/{filename}" for seed in EXTRA_SEEDS]
 
 
 def sweep_files(model, filename):

@@ -15,6 +15,11 @@ rule compare_saes:
         cache_data_b=cache_data(B, EVAL_SPLIT),
         sae_b=f"{RUN}/sae/{B}/sae_weights.safetensors",
         cfg_b=f"{RUN}/sae/{B}/cfg.json",
+        # the SAEs of train.extra_seeds: the spread of every score across SAE seeds
+        seed_saes_a=seed_sae_files(A, "sae_weights.safetensors"),
+        seed_cfgs_a=seed_sae_files(A, "cfg.json"),
+        seed_saes_b=seed_sae_files(B, "sae_weights.safetensors"),
+        seed_cfgs_b=seed_sae_files(B, "cfg.json"),
     output:
         comparison=report(
             f"{COMPARE_DIR}/comparison.json",

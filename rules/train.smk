@@ -1,6 +1,8 @@
 # SAE training from the train split's cache: each model's SAE (the seed's recipe by
 # default) and the sweep under train.sweep, trained together from one read of the
-# cache; then the sweep's sparsity/fidelity frontier on the eval split.
+# cache; one more SAE per seed in train.extra_seeds (its own job: its own initialisation
+# and sample order), for the comparison's spread across seeds; then the sweep's
+# sparsity/fidelity frontier on the eval split.
 
 
 rule train_sae:
@@ -15,13 +17,40 @@ rule train_sae:
         sweep_weights=sweep_files("{model}", "sae_weights.safetensors"),
         sweep_logs=sweep_files("{model}", "train_log.jsonl"),
     params:
-        train=config["train"],
+        train=TRAIN_OPTIONS,
+        sweep=config["train"].get("sweep", []),
         seed=config["seed"],
         code=code_hash(f"{SCRIPTS}/train_sae.py"),
     log:
         f"{RUN}/logs/train_sae/{{model}}.log",
     benchmark:
         f"{RUN}/benchmarks/train_sae/{{model}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=240,
+        gpu=gpus(config["train"]["device"]),
+    script:
+        "../workflow/scripts/train_sae.py"
+
+
+rule train_seed_sae:
+    input:
+        cache=cache_manifest("{model}", TRAIN_SPLIT),
+        cache_data=cache_data("{model}", TRAIN_SPLIT),
+    output:
+        weights=f"{RUN}/sae/{{model}}/seeds/{{sae_seed}}/sae_weights.safetensors",
+        cfg=f"{RUN}/sae/{{model}}/seeds/{{sae_seed}}/cfg.json",
+        log=f"{RUN}/sae/{{model}}/seeds/{{sae_seed}}/train_log.jsonl",
+    params:
+        train=TRAIN_OPTIONS,
+        sweep=[],
+        seed=lambda w: int(w.sae_seed),
+        code=code_hash(f"{SCRIPTS}/train_sae.py"),
+    log:
+        f"{RUN}/logs/train_seed_sae/{{model}}_{{sae_seed}}.log",
+    benchmark:
+        f"{RUN}/benchmarks/train_seed_sae/{{model}}_{{sae_seed}}.tsv"
     threads: 2
     resources:
         mem_mb=16000,

@@ -75,7 +75,8 @@ def cmd_compare(args) -> None:
 
     settings = CompareSettings(k=args.k, knn_k=args.knn_k, permutations=args.permutations, folds=args.folds, seed=args.seed)
     result = compare_saes(
-        args.cache_a, args.sae_a, args.cache_b, args.sae_b, args.out_dir, device=args.device, settings=settings
+        args.cache_a, args.sae_a, args.cache_b, args.sae_b, args.out_dir, device=args.device, settings=settings,
+        seed_saes_a=args.seed_saes_a, seed_saes_b=args.seed_saes_b,
     )
     print(json.dumps(result, indent=2))
 
@@ -164,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--permutations", type=int, default=100, help="permutations of the chance null")
     p.add_argument("--folds", type=int, default=5, help="disjoint image folds for the spread")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed-saes-a", nargs="+", default=[], metavar="SAE_DIR",
+                   help="SAEs of model A trained with other seeds: each score's spread across SAE seeds")
+    p.add_argument("--seed-saes-b", nargs="+", default=[], metavar="SAE_DIR",
+                   help="as many SAEs of model B, paired with those of A in order")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_compare)
     return parser

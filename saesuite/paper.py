@@ -27,6 +27,17 @@ def _escape(text: str) -> str:
     return re.sub(r"([_&%$#{}])", r"\\\1", text)
 
 
+def _flatten(prefix: str, value) -> dict:
+    """``{prefix_key_subkey: leaf}`` of the nested dicts in ``value`` (nothing for a leaf)."""
+    if not isinstance(value, dict):
+        return {}
+    out = {}
+    for key, sub in value.items():
+        out[f"{prefix}_{key}"] = sub
+        out.update(_flatten(f"{prefix}_{key}", sub))
+    return out
+
+
 def write_numbers(metrics: dict[str, str | Path], comparison: str | Path, out: str | Path) -> str:
     """Write ``\\newcommand`` lines for the SAE metrics and the comparison; return the text.
 
@@ -44,9 +55,8 @@ def write_numbers(metrics: dict[str, str | Path], comparison: str | Path, out: s
     for key, value in json.loads(Path(comparison).read_text()).items():
         # a score record {value, chance, p_value, ...}: \\Cmp<Key> is its value, \\Cmp<Key><Field> the rest
         fields = {"": value["value"], **{f: v for f, v in value.items() if f != "value"}} if isinstance(value, dict) and "value" in value else {"": value}
-        for field, sub in list(fields.items()):  # one level further: the spread's mean, sd, ...
-            if isinstance(sub, dict):
-                fields.update({field + "_" + f: v for f, v in sub.items()})
+        for field, sub in list(fields.items()):  # nested records: the spread's sd, its seeds' sd, ...
+            fields.update(_flatten(field, sub))
         for field, number in fields.items():
             if number is None or (isinstance(number, (int, float)) and not isinstance(number, bool)):
                 lines.append(f"\\newcommand{{\\{macro_name('cmp', key, field)}}}{{{_format(number)}}}")

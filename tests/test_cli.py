@@ -23,10 +23,11 @@ def test_the_whole_pipeline_through_the_cli(tmp_path, capsys):
                 "--dataset", "cifar10", "--root", str(data), "--fixture", "--split", split, "--shards", "2",
                 "--device", "cpu",
             ]) == 0
-        assert main([
-            "train", str(tmp_path / model / "train"), str(tmp_path / model / "sae"), "--expansion", "2",
-            "--batch-size", "50", "--samples", "500", "--device", "cpu",
-        ]) == 0
+        for seed, out in ((0, "sae"), (1, "sae-seed1")):  # a second SAE seed: the comparison's spread across seeds
+            assert main([
+                "train", str(tmp_path / model / "train"), str(tmp_path / model / out), "--expansion", "2",
+                "--batch-size", "50", "--samples", "500", "--device", "cpu", "--seed", str(seed),
+            ]) == 0
         assert main(["evaluate", str(tmp_path / model / "sae"), str(tmp_path / model / "test"), str(tmp_path / model / "eval"),
                      "--dataset", "cifar10", "--root", str(data), "--fixture"]) == 0
         metrics = json.loads((tmp_path / model / "eval" / "metrics.json").read_text())
@@ -34,9 +35,13 @@ def test_the_whole_pipeline_through_the_cli(tmp_path, capsys):
     assert main([
         "compare", str(tmp_path / "tiny-RN" / "test"), str(tmp_path / "tiny-RN" / "sae"),
         str(tmp_path / "tiny-ViT" / "test"), str(tmp_path / "tiny-ViT" / "sae"), str(tmp_path / "cmp"), "--k", "5",
+        "--seed-saes-a", str(tmp_path / "tiny-RN" / "sae-seed1"), "--seed-saes-b", str(tmp_path / "tiny-ViT" / "sae-seed1"),
     ]) == 0
     result = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
-    assert result["n_images"] == 60 and result["k"] == 5
+    assert result["n_images"] == 60 and result["k"] == 5 and result["sae_seeds"] == 2
+    seeds = result["linear_cka_codes"]["spread"]["seeds"]
+    assert seeds["count"] == 2 and seeds["min"] <= result["linear_cka_codes"]["value"] <= seeds["max"]
+    assert result["linear_cka"]["spread"]["seeds"]["sd"] == 0  # the activations do not depend on the SAE seed
     cfg = json.loads((tmp_path / "tiny-ViT" / "sae" / "cfg.json").read_text())
     assert (cfg["d_in"], cfg["d_sae"], cfg["hook"], cfg["architecture"]) == (64, 128, "resid_cls:2", "standard")
     assert (cfg["training"]["l1_coefficient"], cfg["training"]["lr"]) == (8e-5, 4e-4)

@@ -35,7 +35,7 @@ def test_config_schema_train_keys_are_the_trainer_options():
     schema = yaml.safe_load((REPO / "config" / "config.schema.yaml").read_text())
     options = {f.name for f in fields(TrainConfig)} - {"seed"}  # the seed is the config's top-level seed
     assert set(schema["$defs"]["trainOptions"]["properties"]) == options
-    assert set(schema["properties"]["train"]["properties"]) == {"sweep"}
+    assert set(schema["properties"]["train"]["properties"]) == {"sweep", "extra_seeds"}  # workflow keys
 
 
 def test_every_config_key_is_documented():

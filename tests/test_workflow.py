@@ -82,6 +82,15 @@ def test_every_stage_writes_its_files(smoke_runs):
     comparison = json.loads((run / "compare" / "tiny-RN__tiny-ViT" / "comparison.json").read_text())
     validate(comparison, "comparison")
     assert 0 <= comparison["linear_cka"]["value"] <= 1 and comparison["n_images"] == 1000
+    # train.extra_seeds [1]: a second SAE per model, its own job and sample order; every score's seed spread
+    for model in MODELS:
+        main, other = (json.loads((run / "sae" / model / sub / "cfg.json").read_text())["training"]
+                       for sub in (".", "seeds/1"))
+        assert (main["seed"], other["seed"]) == (0, 1) and {**main, "seed": 1} == other
+    assert comparison["sae_seeds"] == 2
+    for key in ("topk_overlap", "debiased_cka_codes", "mutual_knn_codes"):
+        seeds = comparison[key]["spread"]["seeds"]
+        assert seeds["count"] == 2 and seeds["min"] <= comparison[key]["value"] <= seeds["max"]
     assert (run / "figures" / "topk_overlap_tiny-RN__tiny-ViT.png").exists()
     numbers = (run / "paper" / "numbers.tex").read_text()
     assert f"\\newcommand{{\\CmpLinearCka}}{{{comparison['linear_cka']['value']:.4g}}}" in numbers
@@ -132,6 +141,8 @@ def test_lint_passes():
         (lambda c: c["compare"].update(b="ViT-B-32"), "compare.b is 'ViT-B-32', which is not a key of models"),
         (lambda c: c["models"]["tiny-ViT"].update(hook="resid_cls"), "does not match"),
         (lambda c: c["dataset"].update(eval_split="val"), "cifar10 has splits train, test"),
+        (lambda c: c["train"].update(extra_seeds=[0, 1]), "train.extra_seeds holds 0, the seed of the main SAEs"),
+        (lambda c: c["train"].update(extra_seeds=[1, 1]), "has non-unique elements"),
     ],
 )
 def test_a_bad_config_stops_before_any_job_with_a_message_naming_it(tmp_path, edit, message):
@@ -244,8 +255,9 @@ def test_the_paper_pdf_quotes_the_json_values_and_names_their_rules(smoke_runs):
     flat = " ".join(text.split())
     metrics = json.loads((run / "eval" / "tiny-RN" / "metrics.json").read_text())
     comparison = json.loads((run / "compare" / "tiny-RN__tiny-ViT" / "comparison.json").read_text())
+    seeds = comparison["topk_overlap"]["spread"]["seeds"]
     for value in (metrics["explained_variance"], metrics["population_sparsity"], comparison["linear_cka"]["value"],
-                  comparison["debiased_cka"]["value"], comparison["topk_overlap"]["value"]):
+                  comparison["debiased_cka"]["value"], comparison["topk_overlap"]["value"], seeds["min"], seeds["max"]):
         assert f"{value:.4g}".replace("-", "−") in flat or f"{value:.4g}" in flat, (value, flat[:2000])
     assert f"Over {comparison['n_images']:,} images".replace(",", ",") in flat
     # the links back: the rule and file behind the numbers and each figure
@@ -272,7 +284,7 @@ def test_slurm_profile_dry_run_fans_out_the_cache_and_asks_for_gpus(tmp_path):
     assert stats["cache_shard"] == "8" and stats["gather_cache"] == "4"  # 2 models x 2 splits x 2 shards
     # the paper config: CUDA rules ask for gpu=1, which the plugin turns into --gpus=1
     jobs = out["config"].split("\n\n")
-    for rule in ("cache_shard", "train_sae", "evaluate_sae", "compare_saes"):
+    for rule in ("cache_shard", "train_sae", "train_seed_sae", "evaluate_sae", "compare_saes"):
         block = next(j for j in jobs if f"rule {rule}:" in j)
         assert "gpu=1" in block, block
     block = next(j for j in jobs if "rule figure_topk_overlap:" in j)
