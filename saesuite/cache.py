@@ -309,10 +309,32 @@ def write_manifest(out_dir: str | Path, n_shards: int) -> dict:
         bad.extend(record.get("bad_rows", []))
         labels.append(np.load(out_dir / labels_name(index)))
     all_labels = np.concatenate(labels) if labels else np.empty(0, np.int64)
-    _save_atomic(out_dir / "labels.npy", all_labels)
-    manifest = dict(meta, n=int(len(all_labels)), shards=records, n_bad=len(bad), bad_rows=bad)
+    return _finish_cache(out_dir, meta, records, all_labels, bad)
+
+
+def _finish_cache(out_dir: Path, meta: dict, shards: list[dict], labels: np.ndarray, bad: list[dict]) -> dict:
+    """Write ``labels.npy`` and, last, ``manifest.json`` (the cache's format, in one place)."""
+    _save_atomic(out_dir / "labels.npy", labels)
+    manifest = dict(meta, n=int(len(labels)), shards=shards, n_bad=len(bad), bad_rows=bad)
     write_json_atomic(out_dir / MANIFEST, manifest)
     return manifest
+
+
+def write_array_cache(out_dir: str | Path, x: np.ndarray, meta: dict, *, labels: np.ndarray | None = None,
+                      n_shards: int = 1, bad_rows: list[dict] = ()) -> Path:
+    """Write activations ``x [n, d]`` that did not come from a backbone (the planted benchmark,
+    tests) as a cache: ``n_shards`` shards, ``labels.npy`` (zeros without ``labels``), the
+    manifest with ``meta`` (model, pretrained, hook, dataset, split, classes; d and dtype are
+    taken from ``x``). ``bad_rows``: ``[{row, path, error}]`` to mark as unreadable images."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shards, start = [], 0
+    for i, part in enumerate(np.array_split(x, n_shards)):
+        _save_atomic(out_dir / shard_name(i), part)
+        shards.append({"file": shard_name(i), "rows": len(part), "sha256": sha256_file(out_dir / shard_name(i))})
+    labels = np.zeros(len(x), np.int64) if labels is None else np.asarray(labels, np.int64)
+    _finish_cache(out_dir, {**meta, "d": int(x.shape[1]), "dtype": str(x.dtype)}, shards, labels, list(bad_rows))
+    return out_dir
 
 
 def cache_activations(

@@ -28,11 +28,9 @@ from tqdm.auto import tqdm
 
 from saesuite.cache import ActivationCache, write_json_atomic
 from saesuite.chance import disjoint_folds, permutation_p_value, summary
-from saesuite.cka import linear_cka  # noqa: F401  (re-exported: the comparison's CKA)
 from saesuite.errors import ConfigError
 from saesuite.evaluate import check_sae_matches_cache, encode_chunks
 from saesuite.feature_comparison import CompareSettings, PairComparison, Side
-from saesuite.overlap import topk_overlap  # noqa: F401  (re-exported)
 from saesuite.sae import load_sae
 from saesuite.schema import validate
 

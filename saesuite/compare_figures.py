@@ -39,13 +39,16 @@ def overlap_against_chance(compare_dir: str | Path, out: str | Path) -> None:
 
 
 def similarity_bars(comparison_json: str | Path, out: str | Path) -> None:
-    """CKA and mutual-kNN scores on activations and codes: bars with fold spread, chance marked."""
+    """CKA and mutual-kNN scores on activations and codes: bars with fold spread, chance marked, and
+    the range over SAE seeds where several were compared."""
     result = json.loads(Path(comparison_json).read_text())
     rows = []
     for name in SIMILARITIES:
         for suffix, on in (("", "activations"), ("_codes", "SAE codes")):
             r = result[name + suffix]
-            rows.append({"score": name, "on": on, "value": r["value"], "chance": r["chance"], "sd": r["spread"].get("sd")})
+            seeds = r["spread"].get("seeds") or {}
+            rows.append({"score": name, "on": on, "value": r["value"], "chance": r["chance"], "sd": r["spread"].get("sd"),
+                         "seed_min": seeds.get("min"), "seed_max": seeds.get("max")})
     frame = pd.DataFrame(rows)
     fig, ax = plt.subplots(figsize=(6.5, 3.4))
     sns.barplot(frame, x="score", y="value", hue="on", ax=ax, errorbar=None)
@@ -56,7 +59,11 @@ def similarity_bars(comparison_json: str | Path, out: str | Path) -> None:
             ax.errorbar(x, row["value"], yerr=row["sd"], color="black", capsize=3, lw=1)
         if row["chance"] is not None:
             ax.hlines(row["chance"], bar.get_x(), bar.get_x() + bar.get_width(), color="C3", lw=2)
-    ax.set_ylabel("score (red: chance; bars: ±1 sd over folds)")
+        if row["seed_min"] is not None and row["seed_max"] is not None:
+            ax.vlines(x + bar.get_width() / 4, row["seed_min"], row["seed_max"], color="dimgrey", lw=4, alpha=0.7)
+    seeds = result.get("sae_seeds", 1)
+    ax.set_ylabel("score (red: chance; black: ±1 sd over folds"
+                  + (f";\ngrey: range over {seeds} SAE seeds)" if seeds > 1 else ")"), fontsize=8)
     ax.set_xlabel("")
     ax.set_title(f"{result['model_a']} vs {result['model_b']}, n = {result['n_images']}")
     _save(fig, out)

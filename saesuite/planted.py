@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from saesuite.cache import sha256_file, write_json_atomic
+from saesuite.cache import write_array_cache as cache_write_array_cache
+from saesuite.cache import write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -60,21 +61,12 @@ def planted_activations(spec: PlantedSpec, n: int, stream: int = 0) -> tuple[np.
 
 def write_array_cache(path: str | Path, x: np.ndarray, *, labels: np.ndarray | None = None, n_shards: int = 1,
                       model: str = "planted", hook: str = "planted", dataset: str = "planted",
-                      split: str = "train", extra: dict | None = None) -> Path:
-    """Write ``x [n, d]`` as an activation cache (the format of :mod:`saesuite.cache`)."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    shards = []
-    for i, part in enumerate(np.array_split(x, n_shards)):
-        name = f"shard-{i:05d}.npy"
-        np.save(path / name, part)
-        shards.append({"file": name, "rows": len(part), "sha256": sha256_file(path / name)})
-    np.save(path / "labels.npy", np.zeros(len(x), np.int64) if labels is None else labels.astype(np.int64))
-    write_json_atomic(path / "manifest.json", {
-        "n": len(x), "d": int(x.shape[1]), "dtype": str(x.dtype), "model": model, "pretrained": None,
-        "hook": hook, "dataset": dataset, "split": split, "classes": [], "shards": shards, **(extra or {}),
-    })
-    return path
+                      split: str = "train", extra: dict | None = None, bad_rows: list[dict] = ()) -> Path:
+    """Write ``x [n, d]`` as an activation cache (:func:`saesuite.cache.write_array_cache`) named
+    as planted data; ``extra``: more manifest fields."""
+    meta = {"model": model, "pretrained": None, "hook": hook, "dataset": dataset, "split": split, "classes": [],
+            **(extra or {})}
+    return cache_write_array_cache(path, x, meta, labels=labels, n_shards=n_shards, bad_rows=bad_rows)
 
 
 def write_planted_cache(spec: PlantedSpec, out_dir: str | Path, n: int, split: str, n_shards: int = 2) -> Path:

@@ -287,8 +287,7 @@ def test_rows_of_unreadable_images_are_never_trained_on(tmp_path, monkeypatch):
     bad = [3, 77, 150]
     x[bad] = 0.0  # how caching stores an unreadable image
     cache = write_array_cache(tmp_path / "c", x, n_shards=2,
-                              extra={"bad_rows": [{"row": r, "path": f"img{r}.jpg", "error": "truncated"} for r in bad],
-                                     "n_bad": len(bad)})
+                              bad_rows=[{"row": r, "path": f"img{r}.jpg", "error": "truncated"} for r in bad])
     seen = []
     original = ActivationCache.gather
     monkeypatch.setattr(ActivationCache, "gather", lambda self, idx: seen.append(np.asarray(idx)) or original(self, idx))
