@@ -60,7 +60,6 @@ else:
             f"{RUN}/compare/{PAIR}/comparison.json",
             expand(f"{RUN}/figures/lifetime_sparsity_{{model}}.png", model=MODELS),
             expand(f"{RUN}/figures/training_curve_{{model}}.png", model=MODELS),
-            f"{RUN}/figures/topk_overlap_{PAIR}.png",
             expand(f"{RUN}/figures/compare/{PAIR}/{{figure}}.png", figure=COMPARE_FIGURES),
             f"{RUN}/compare/planted/planted_compare.json",
             f"{RUN}/paper/numbers.tex",

@@ -14,7 +14,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 cd "$repo"
-git ls-files -z Snakefile rules workflow config profiles report paper | xargs -0 cp --parents -t "$work"
+# the workflow's files as they are in the work tree (new files included, deleted ones left out)
+git ls-files -z --cached --others --exclude-standard Snakefile rules workflow config profiles report paper |
+    while IFS= read -r -d '' f; do [ -e "$f" ] && cp --parents "$f" "$work"; done
 cd "$work"
 export OMP_NUM_THREADS=1 TQDM_DISABLE=1
 targets=(all paper)

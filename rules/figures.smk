@@ -26,30 +26,3 @@ rule figure_lifetime_sparsity:
         runtime=10,
     script:
         "../workflow/scripts/figure.py"
-
-
-rule figure_topk_overlap:
-    input:
-        overlap=f"{RUN}/compare/{PAIR}/topk_overlap.npz",
-    output:
-        report(
-            f"{RUN}/figures/topk_overlap_{PAIR}.png",
-            caption="../report/topk_overlap.rst",
-            category="Comparison",
-            subcategory=PAIR,
-            labels={"pair": PAIR, "figure": "top-k overlap"},
-        ),
-    params:
-        kind="topk_overlap",
-        names=[A, B],
-        code=code_hash(f"{SCRIPTS}/figure.py"),
-    log:
-        f"{RUN}/logs/figures/topk_overlap_{PAIR}.log",
-    benchmark:
-        f"{RUN}/benchmarks/figures/topk_overlap_{PAIR}.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    script:
-        "../workflow/scripts/figure.py"

@@ -20,19 +20,23 @@ SIMILARITIES = ("linear_cka", "debiased_cka", "rbf_cka", "mutual_knn")
 
 
 def overlap_against_chance(compare_dir: str | Path, out: str | Path) -> None:
-    """Histogram of each alive feature of A's best top-k overlap with B, with the null mean and ``k/n``."""
+    """Histograms of each alive feature's best top-k overlap with the other model, both ways, each
+    with its permutation-null mean; the analytic chance of one random pair, ``k/n``, dotted."""
     compare_dir = Path(compare_dir)
     result = json.loads((compare_dir / "comparison.json").read_text())
-    best = np.load(compare_dir / "topk_overlap.npz")["best_a_to_b"]
-    record = result["topk_overlap"]
+    best = np.load(compare_dir / "topk_overlap.npz")
+    a, b, k = result["model_a"], result["model_b"], result["k"]
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    if len(best):
-        sns.histplot(best, bins=np.linspace(0, 1, result["k"] + 2), ax=ax, stat="proportion", color="C0",
-                     label=f"observed (mean {record['value']:.3f})")
-    if record["null_mean"] is not None:
-        ax.axvline(record["null_mean"], color="C3", ls="--", label=f"permutation null mean {record['null_mean']:.3f}")
-    ax.axvline(result["k"] / result["n_images"], color="grey", ls=":", label=f"one random pair k/n = {result['k'] / result['n_images']:.3g}")
-    ax.set_xlabel(f"best top-{result['k']} image overlap of a {result['model_a']} feature with {result['model_b']}")
+    for color, key, values, (src, dst) in (("C0", "topk_overlap", best["best_a_to_b"], (a, b)),
+                                           ("C1", "topk_overlap_b_to_a", best["best_b_to_a"], (b, a))):
+        record = result[key]
+        if len(values):
+            sns.histplot(values, bins=np.linspace(0, 1, k + 2), ax=ax, stat="proportion", element="step", fill=False,
+                         color=color, label=f"{src} → {dst} (mean {record['value']:.3f})")
+        if record["null_mean"] is not None:
+            ax.axvline(record["null_mean"], color=color, ls="--", label=f"{src} → {dst}, images permuted {record['null_mean']:.3f}")
+    ax.axvline(k / result["n_images"], color="grey", ls=":", label=f"one random pair k/n = {k / result['n_images']:.3g}")
+    ax.set_xlabel(f"best top-{k} image overlap of a feature with the other model's features")
     ax.set_ylabel("fraction of alive features")
     ax.legend(fontsize=7)
     _save(fig, out)

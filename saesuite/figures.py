@@ -37,23 +37,6 @@ def lifetime_sparsity_histogram(latents_npz: str | Path, out: str | Path, title:
     _save(fig, out)
 
 
-def topk_overlap_histogram(overlap_npz: str | Path, out: str | Path, name_a: str, name_b: str) -> None:
-    """Histogram of each alive feature's best top-k overlap with the other model's features, both ways."""
-    data = np.load(overlap_npz)
-    frame = pd.concat(
-        [
-            pd.DataFrame({"best overlap": data["best_a_to_b"], "direction": f"{name_a} → {name_b}"}),
-            pd.DataFrame({"best overlap": data["best_b_to_a"], "direction": f"{name_b} → {name_a}"}),
-        ]
-    )
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    if len(frame):
-        sns.histplot(frame, x="best overlap", hue="direction", bins=np.linspace(0, 1, 21), ax=ax, element="step")
-    ax.set_xlabel("best top-k image overlap with a feature of the other model")
-    ax.set_ylabel("alive features")
-    _save(fig, out)
-
-
 def training_curve(log_jsonl: str | Path, out: str | Path, title: str) -> None:
     """Loss, explained variance and L0 against training samples, from ``train_log.jsonl``."""
     frame = pd.DataFrame([json.loads(line) for line in Path(log_jsonl).read_text().splitlines() if line])

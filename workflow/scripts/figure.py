@@ -8,8 +8,6 @@ with log_to(snakemake.log[0]):
         figures.lifetime_sparsity_histogram(snakemake.input.latents, out, snakemake.params.title)
     elif kind == "training_curve":
         figures.training_curve(snakemake.input.log, out, snakemake.params.title)
-    elif kind == "topk_overlap":
-        figures.topk_overlap_histogram(snakemake.input.overlap, out, *snakemake.params.names)
     elif kind == "frontier":
         figures.frontier(list(snakemake.input), out)
     else:
