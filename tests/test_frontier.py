@@ -6,25 +6,16 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from safetensors.numpy import load_file
 from test_eval_known import write_cache
+from test_sae import random_sae
 
 from saesuite.cache import ActivationCache
 from saesuite.frontier import frontier_point, frontier_table
-from saesuite.sae import SAE, encode_numpy, save_sae
+from saesuite.sae import encode_numpy, save_sae
 
 D, F, N = 16, 48, 90
 BAD = (3, 50)  # rows of unreadable images: zero rows the frontier must leave out
-
-
-def random_sae(seed: int, architecture: str, k: int | None = None) -> SAE:
-    g = torch.Generator().manual_seed(seed)
-    sae = SAE(D, F, architecture, k)
-    with torch.no_grad():
-        for p in sae.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-    return sae
 
 
 def numpy_point(weights: dict, x: np.ndarray, architecture: str, k: int | None) -> dict:
@@ -46,7 +37,7 @@ def sweep(tmp_path_factory):
         cfg = {"d_in": D, "d_sae": F, "architecture": "standard" if arch == "relu" else "topk", "k": k,
                "model": "tiny-ViT", "hook": "resid_cls:2",
                "training": {"architecture": arch, "k": k, "l1_coefficient": 1e-3 if arch == "relu" else 0.0}}
-        save_sae(random_sae(i, arch, k), base / name, cfg)
+        save_sae(random_sae(D, F, arch, k, seed=i), base / name, cfg)
         dirs[name] = base / name
     keep = np.setdiff1d(np.arange(N), BAD)
     return base, dirs, x.astype(np.float32)[keep]
