@@ -86,15 +86,15 @@ def dataset_input(wildcards):
     return [FIXTURE, *FIXTURE_FILES] if config.get("fixture") else []
 
 
+def shard_paths(model, split, n, kind="npy"):
+    """The `kind` file (npy, labels, record) of each of a cache's `n` shards."""
+    stem, ext = {"npy": ("shard", "npy"), "labels": ("labels", "npy"), "record": ("shard", "json")}[kind]
+    return [f"{RUN}/cache/{model}/{split}/{stem}-{i:05d}.{ext}" for i in range(n)]
+
+
 def shard_files(kind):
-    """Input function: every shard's `kind` file (npy, labels, record) of a cache."""
-
-    def files(wildcards):
-        stem, ext = {"npy": ("shard", "npy"), "labels": ("labels", "npy"), "record": ("shard", "json")}[kind]
-        base = f"{RUN}/cache/{wildcards.model}/{wildcards.split}"
-        return [f"{base}/{stem}-{i:05d}.{ext}" for i in range(SHARDS[wildcards.split])]
-
-    return files
+    """Input function: every shard's `kind` file of the cache of the job's model and split."""
+    return lambda w: shard_paths(w.model, w.split, SHARDS[w.split], kind)
 
 
 def cache_manifest(model, split):
@@ -103,8 +103,7 @@ def cache_manifest(model, split):
 
 def cache_data(model, split):
     """The files a cache's reader opens besides its manifest: labels and every shard."""
-    base = f"{RUN}/cache/{model}/{split}"
-    return [f"{base}/labels.npy", *(f"{base}/shard-{i:05d}.npy" for i in range(SHARDS[split]))]
+    return [f"{RUN}/cache/{model}/{split}/labels.npy", *shard_paths(model, split, SHARDS[split])]
 
 
 def seed_sae_files(model, filename):

@@ -8,7 +8,7 @@ rule planted_cache:
         manifest=f"{RUN}/cache/planted/{{split}}/manifest.json",
         dictionary=f"{RUN}/cache/planted/{{split}}/dictionary.npy",
         labels=f"{RUN}/cache/planted/{{split}}/labels.npy",
-        shards=[f"{RUN}/cache/planted/{{split}}/shard-{i:05d}.npy" for i in range(SHARDS[TRAIN_SPLIT])],
+        shards=shard_paths("planted", "{split}", SHARDS[TRAIN_SPLIT]),
     params:
         planted=config["planted"],
         code=code_hash(f"{SCRIPTS}/planted_cache.py"),

@@ -328,10 +328,11 @@ def write_array_cache(out_dir: str | Path, x: np.ndarray, meta: dict, *, labels:
     taken from ``x``). ``bad_rows``: ``[{row, path, error}]`` to mark as unreadable images."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    shards, start = [], 0
+    shards = []
     for i, part in enumerate(np.array_split(x, n_shards)):
-        _save_atomic(out_dir / shard_name(i), part)
-        shards.append({"file": shard_name(i), "rows": len(part), "sha256": sha256_file(out_dir / shard_name(i))})
+        path = out_dir / shard_name(i)
+        _save_atomic(path, part)
+        shards.append({"file": path.name, "rows": len(part), "sha256": sha256_file(path)})
     labels = np.zeros(len(x), np.int64) if labels is None else np.asarray(labels, np.int64)
     _finish_cache(out_dir, {**meta, "d": int(x.shape[1]), "dtype": str(x.dtype)}, shards, labels, list(bad_rows))
     return out_dir
