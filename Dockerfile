@@ -1,6 +1,7 @@
 # The CUDA image that the Snakefile's `container:` names (config key `container`), for
-#   snakemake --use-singularity all        (apptainer pulls docker://...; profiles/default adds --nv)
-# Build:  docker build -t ghcr.io/saesuite/saesuite:0.1.0 .
+#   snakemake all --use-singularity        (apptainer pulls docker://...; profiles/default adds --nv)
+# Build:  docker build -t ghcr.io/saesuite/saesuite:0.1.0 .   (publishing it: README, "The container
+# image"). container/saesuite.def builds the same image with Apptainer alone; keep the two in step.
 #
 # The base is PyTorch's own CUDA image for the torch version pyproject.toml pins (2.14.1, CUDA
 # 13.0 wheels as in requirements.lock). Pin it by digest for a bit-for-bit rebuild:
@@ -28,13 +29,22 @@ RUN python -m pip install -r requirements.lock -c requirements.lock \
 
 # No network at run time: open_clip's OpenAI weights for the paper's two models are fetched at
 # build time into the image's Hugging Face cache, and the hub is told to stay offline.
+# A failed download fails the build (nothing may mask the prefetch's exit status).
 ENV HF_HOME=/opt/hf-cache
 ARG PREFETCH_WEIGHTS=1
-RUN if [ "$PREFETCH_WEIGHTS" = 1 ]; then python -c "import open_clip; [open_clip.create_model_and_transforms(m, pretrained='openai') for m in ('RN50', 'ViT-L-14')]"; fi \
-    && chmod -R a+rX /opt/hf-cache 2>/dev/null || true
+RUN if [ "$PREFETCH_WEIGHTS" = 1 ]; then python -c "import open_clip; [open_clip.create_model_and_transforms(m, pretrained='openai') for m in ('RN50', 'ViT-L-14')]"; fi
+RUN mkdir -p /opt/hf-cache && chmod -R a+rX /opt/hf-cache
 ENV HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLCONFIGDIR=/tmp/matplotlib
 
 # No ENTRYPOINT: `apptainer exec` and Snakemake's --use-singularity run commands directly, so
 # the interpreter and the `saesuite`/`snakemake` commands must be found on PATH alone.
 ENV PATH=/opt/conda/bin:/usr/local/bin:/usr/bin:/bin
+
+# `docker run` runs as an unprivileged user, uid 1000 (the base image's own uid-1000 user where it
+# has one): everything it reads (the Python install, /opt/hf-cache) is world-readable, and /work
+# is its own. Apptainer ignores USER and runs every command as the user who invokes it, which is
+# why the weights are made readable by all rather than owned by this user.
+RUN getent passwd 1000 >/dev/null || useradd --create-home --uid 1000 saesuite
+RUN mkdir -p /work && chown 1000 /work
+USER 1000
 WORKDIR /work

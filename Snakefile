@@ -1,7 +1,13 @@
 # saesuite: SAEs on CLIP RN50 and ViT-L/14, from activation cache to cross-model comparison.
 #   snakemake --cores all                                # the paper run (config/config.yaml)
 #   snakemake --cores 2 --configfile config/smoke.yaml   # the offline smoke run
-from snakemake.utils import min_version, validate
+#   snakemake paper --configfile config/smoke.yaml       # a target goes before --configfile, which
+#                                                        # takes several files and would swallow it
+import os
+
+from snakemake.utils import min_version
+
+from saesuite.schema import check_config
 
 min_version("9.0")
 
@@ -14,14 +20,23 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-validate(config, "config/config.schema.yaml")
+# The schema check (and its defaults, filled in as snakemake.utils.validate does), with a short
+# message: the dotted key, the problem, the allowed keys or values, a did-you-mean; jsonschema's
+# full report (the whole schema and config) goes to the log file it names.
+check_config(
+    config,
+    os.path.relpath(f"{workflow.basedir}/config/config.schema.yaml"),
+    ".snakemake/log/config-error.log",
+    source=" ".join(os.path.relpath(f) for f in workflow.overwrite_configfiles or ["config/config.yaml"]),
+)
 
 
 container: config.get("container", "docker://ghcr.io/saesuite/saesuite:0.1.0")
 
 
-# `snakemake --report report.html` (or .zip): this page, then every figure and table the rules
-# mark with report(...), with its caption from report/.
+# `snakemake --report report.zip`: this page, then every figure and table the rules mark with
+# report(...), with its caption from report/. A zip only: the feature explorer is a directory,
+# which Snakemake refuses in a pure HTML report.
 report: "report/workflow.rst"
 
 

@@ -81,6 +81,14 @@ def cmd_compare(args) -> None:
     print(json.dumps(result, indent=2))
 
 
+def cmd_diff_runs(args) -> int:
+    from saesuite.diff_runs import diff, render_report, report_json
+
+    report = diff(args.run_a, args.run_b, args.tolerances)
+    print(report_json(report) if args.json else render_report(report))
+    return 0 if report["ok"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     from saesuite import __version__
 
@@ -171,17 +179,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="as many SAEs of model B, paired with those of A in order")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("diff-runs", help="audit two run folders (or a run against a reference): files, numbers, config, packages")
+    p.add_argument("run_a", help="a run folder, results/<run>/ (with its provenance.json)")
+    p.add_argument("run_b", help="another run folder, or a reference JSON {\"numbers\": {KEY: {\"value\", \"abs\"}}}")
+    p.add_argument("--tolerances", metavar="FILE",
+                   help='JSON {"numbers": {KEY: {"abs": A, "rel": R}}}: listed numbers may differ that much, '
+                        "others are reported but do not fail (default: every value must be equal)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_diff_runs)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)  # None (done) or an exit status (diff-runs: 1 when out of tolerance)
     except (ConfigError, CacheError, TrainingError) as err:
         print(f"saesuite {args.command}: error: {err}", file=sys.stderr)
         return 2
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":
