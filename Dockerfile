@@ -29,10 +29,12 @@ RUN python -m pip install -r requirements.lock -c requirements.lock \
 
 # No network at run time: open_clip's OpenAI weights for the paper's two models are fetched at
 # build time into the image's Hugging Face cache, and the hub is told to stay offline.
-# A failed download fails the build (nothing may mask the prefetch's exit status).
+# A failed download fails the build (nothing may mask the prefetch's exit status). The weights are
+# fetched through the suite's own builder (saesuite.backbones.create_clip: each tag's QuickGELU and
+# preprocessing), so the image holds exactly what a run loads; the pairs are config/config.yaml's models.
 ENV HF_HOME=/opt/hf-cache
 ARG PREFETCH_WEIGHTS=1
-RUN if [ "$PREFETCH_WEIGHTS" = 1 ]; then python -c "import open_clip; [open_clip.create_model_and_transforms(m, pretrained='openai') for m in ('RN50', 'ViT-L-14')]"; fi
+RUN if [ "$PREFETCH_WEIGHTS" = 1 ]; then saesuite prefetch-weights RN50:openai ViT-L-14:openai; fi
 RUN mkdir -p /opt/hf-cache && chmod -R a+rX /opt/hf-cache
 ENV HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLCONFIGDIR=/tmp/matplotlib
 

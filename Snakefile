@@ -71,8 +71,11 @@ else:
         default_target: True
         input:
             expand(f"{RUN}/eval/{{model}}/metrics.json", model=MODELS),
+            expand(f"{RUN}/eval/{{model}}/replication/metrics.json", model=REPLICATED),
             expand(f"{RUN}/figures/eval/{{model}}/{{figure}}.png", model=MODELS, figure=EVAL_FIGURES),
             f"{RUN}/compare/{PAIR}/comparison.json",
+            f"{RUN}/compare/{PAIR}/sweep.csv",
+            f"{RUN}/figures/compare/{PAIR}/sweep.png",
             expand(f"{RUN}/figures/lifetime_sparsity_{{model}}.png", model=MODELS),
             expand(f"{RUN}/figures/training_curve_{{model}}.png", model=MODELS),
             expand(f"{RUN}/figures/compare/{PAIR}/{{figure}}.png", figure=COMPARE_FIGURES),

@@ -9,7 +9,8 @@ bytes of a plain matmul here:
 * ``ATEN_CPU_CAPABILITY=avx2`` and ``=default``: ATen's vectorised kernels at a narrower SIMD
   width, or none (the machine's own is avx512 where it has it);
 * ``MKL_CBWR=COMPATIBLE``: MKL's conditional numerical reproducibility mode (other BLAS paths);
-* ``OMP_NUM_THREADS=2``: another thread count (reduction order), against the tests' one thread.
+* ``--cores 1``: every job on one thread (reduction order), against the baseline's ``--cores 2``
+  (Snakemake sets each job's ``OMP_NUM_THREADS`` to its thread count, ``min(threads, cores)``).
 
 The reference value of each headline number (``saesuite.diff_runs.headline_numbers``) is the
 baseline run's (one thread, the machine's own kernels); its tolerance is ``MULTIPLE`` times the
@@ -38,17 +39,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "tests" / "reference" / "smoke.json"
 MULTIPLE = 4
+# name: (environment, --cores)
 CONDITIONS = {
-    "baseline": {"OMP_NUM_THREADS": "1"},
-    "aten-avx2": {"OMP_NUM_THREADS": "1", "ATEN_CPU_CAPABILITY": "avx2"},
-    "aten-default": {"OMP_NUM_THREADS": "1", "ATEN_CPU_CAPABILITY": "default"},
-    "mkl-compatible": {"OMP_NUM_THREADS": "1", "MKL_CBWR": "COMPATIBLE"},
-    "threads-2": {"OMP_NUM_THREADS": "2"},
+    "baseline": ({}, 2),
+    "aten-avx2": ({"ATEN_CPU_CAPABILITY": "avx2"}, 2),
+    "aten-default": ({"ATEN_CPU_CAPABILITY": "default"}, 2),
+    "mkl-compatible": ({"MKL_CBWR": "COMPATIBLE"}, 2),
+    "one-core": ({}, 1),
 }
 WORKFLOW = ("Snakefile", "rules", "workflow", "config", "profiles", "report", "paper")
 
 
-def smoke_run(workdir: Path, env: dict[str, str]) -> Path:
+def smoke_run(workdir: Path, env: dict[str, str], cores: int) -> Path:
     """The smoke workflow from scratch in a fresh copy of the workflow files; its run folder."""
     if workdir.exists():
         shutil.rmtree(workdir)
@@ -56,11 +58,11 @@ def smoke_run(workdir: Path, env: dict[str, str]) -> Path:
     for name in WORKFLOW:
         copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy
         copy(REPO / name, workdir / name)
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/smoke.yaml"]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", "config/smoke.yaml"]
     proc = subprocess.run(cmd, cwd=workdir, env={**os.environ, "TQDM_DISABLE": "1", **env},
                           capture_output=True, text=True)
     if proc.returncode:
-        sys.exit(f"smoke run failed under {env}:\n{proc.stderr[-3000:]}")
+        sys.exit(f"smoke run failed under {env}, --cores {cores}:\n{proc.stderr[-3000:]}")
     return workdir / "results" / "smoke"
 
 
@@ -88,14 +90,15 @@ def main() -> None:
     for name in args.conditions:
         if not (args.reuse and (args.workdir / name / "results" / "smoke" / "provenance.json").is_file()):
             start = time.perf_counter()
-            smoke_run(args.workdir / name, CONDITIONS[name])
+            smoke_run(args.workdir / name, *CONDITIONS[name])
             seconds[name] = round(time.perf_counter() - start, 1)
             print(f"{name}: {seconds[name]} s", flush=True)
     from saesuite.diff_runs import headline_numbers
 
     runs = {name: headline_numbers(args.workdir / name / "results" / "smoke") for name in args.conditions}
     table = tolerances(runs)
-    record = {"conditions": {n: CONDITIONS[n] for n in runs}, "multiple": MULTIPLE, "seconds": seconds,
+    conditions = {n: {"env": CONDITIONS[n][0], "cores": CONDITIONS[n][1]} for n in runs}
+    record = {"conditions": conditions, "multiple": MULTIPLE, "seconds": seconds,
               "numbers": runs, "tolerances": table}
     out = REPO / "results" / "bench" / "smoke_spread.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +118,7 @@ def main() -> None:
                 "Made by benchmarks/smoke_spread.py --write-reference; checked by "
                 "`saesuite diff-runs results/smoke tests/reference/smoke.json`."
             ),
-            "conditions": record["conditions"],
+            "conditions": conditions,
             "numbers": {k: {"value": r["value"], "abs": r["abs"], "spread": r["spread"]} for k, r in table.items()},
         }, indent=2) + "\n")
         print(f"wrote {REFERENCE}")

@@ -28,6 +28,11 @@ def _check_config(config):
         )
     if dataset.get("fixture") and dataset["kind"] != "cifar10":
         raise ValueError("config: dataset.fixture is only for kind cifar10 (the CIFAR-10-format fixture)")
+    if config.get("replication") and config["replication"]["model"] not in models:
+        raise ValueError(
+            f"config: replication.model is {config['replication']['model']!r}, which is not a key of models "
+            f"({', '.join(models)}); name one of those models"
+        )
     if config["seed"] in config["train"].get("extra_seeds", []):
         raise ValueError(
             f"config: train.extra_seeds holds {config['seed']}, the seed of the main SAEs; list other seeds"
@@ -68,8 +73,20 @@ else:
     ]
 
 
+# The baseline replication (config key `replication`): one more SAE of one model, trained with the
+# baseline's own recipe and run settings, evaluated beside the main SAEs (sae/{model}/replication/).
+REPLICATION = {k: v for k, v in (config.get("replication") or {}).items() if k != "model"}
+REPLICATED = [config["replication"]["model"]] if config.get("replication") else []
+
+
+def sae_model(sae):
+    """The model of an SAE path wildcard: `ViT-L-14` or `ViT-L-14/replication`."""
+    return sae.split("/")[0]
+
+
 wildcard_constraints:
     model="|".join(re.escape(m) for m in MODELS),
+    sae=f"({'|'.join(re.escape(m) for m in MODELS)})(/replication)?",
     split=f"{re.escape(TRAIN_SPLIT)}|{re.escape(EVAL_SPLIT)}",
     index=r"\d{5}",
     sae_seed=r"\d+",

@@ -37,7 +37,7 @@ rule compare_saes:
             labels={"pair": PAIR, "table": "one-to-one pairs"},
         ),
         null=f"{COMPARE_DIR}/null.csv",
-        folds=f"{COMPARE_DIR}/folds.csv",
+        halves=f"{COMPARE_DIR}/halves.csv",  # every score on both halves of each split: the intervals
     params:
         compare=config["compare"],
         seed=config["seed"],
@@ -114,3 +114,73 @@ rule planted_compare:
         runtime=30,
     script:
         "../workflow/scripts/planted_compare.py"
+
+
+# The comparison along the sweep: top-k overlap and code CKA of every SAE name both models
+# trained (main and train.sweep), against their L0, so a reader sees how the scores move with
+# sparsity; the headline comparison above pairs the main SAEs at matched L0.
+def sae_files(model, filename):
+    return [f"{RUN}/sae/{model}/{filename}", *sweep_files(model, filename)]
+
+
+rule compare_sweep:
+    input:
+        cache_a=cache_manifest(A, EVAL_SPLIT),
+        cache_data_a=cache_data(A, EVAL_SPLIT),
+        cfgs_a=sae_files(A, "cfg.json"),
+        weights_a=sae_files(A, "sae_weights.safetensors"),
+        cache_b=cache_manifest(B, EVAL_SPLIT),
+        cache_data_b=cache_data(B, EVAL_SPLIT),
+        cfgs_b=sae_files(B, "cfg.json"),
+        weights_b=sae_files(B, "sae_weights.safetensors"),
+    output:
+        report(
+            f"{COMPARE_DIR}/sweep.csv",
+            caption="../report/compare/sweep_table.rst",
+            category="Comparison",
+            subcategory=PAIR,
+            labels={"pair": PAIR, "table": "along the sweep"},
+        ),
+    params:
+        names=["main", *SWEEP],
+        k=config["compare"]["k"],
+        device=config["compare"]["device"],
+        code=code_hash(f"{SCRIPTS}/compare_sweep.py"),
+    log:
+        f"{RUN}/logs/compare_sweep/{PAIR}.log",
+    benchmark:
+        f"{RUN}/benchmarks/compare_sweep/{PAIR}.tsv"
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=120,
+        gpu=gpus(config["compare"]["device"]),
+    script:
+        "../workflow/scripts/compare_sweep.py"
+
+
+rule figure_compare_sweep:
+    input:
+        f"{COMPARE_DIR}/sweep.csv",
+    output:
+        report(
+            f"{RUN}/figures/compare/{PAIR}/sweep.png",
+            caption="../report/compare/sweep.rst",
+            category="Comparison",
+            subcategory=PAIR,
+            labels={"pair": PAIR, "figure": "along the sweep"},
+        ),
+    params:
+        kind="compare_sweep",
+        names=[A, B],
+        code=code_hash(f"{SCRIPTS}/figure.py"),
+    log:
+        f"{RUN}/logs/figures/compare_sweep.log",
+    benchmark:
+        f"{RUN}/benchmarks/figures/compare_sweep.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow/scripts/figure.py"

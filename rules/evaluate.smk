@@ -1,5 +1,6 @@
 # Evaluation of each SAE over every row of the eval split's cache (and, for the
-# zero-shot fidelity test, over the split's images), then its figures.
+# zero-shot fidelity test, over the split's images), then its figures. The SAE is a model's
+# main SAE (eval/{model}/) or the baseline's replication (eval/{model}/replication/).
 
 EVAL_FIGURES = [
     "activation_heatmap",
@@ -17,35 +18,35 @@ EVAL_FIGURES = [
 rule evaluate_sae:
     input:
         dataset_input,
-        sae=f"{RUN}/sae/{{model}}/cfg.json",
-        weights=f"{RUN}/sae/{{model}}/sae_weights.safetensors",
-        cache=cache_manifest("{model}", EVAL_SPLIT),
-        cache_data=cache_data("{model}", EVAL_SPLIT),
+        sae=f"{RUN}/sae/{{sae}}/cfg.json",
+        weights=f"{RUN}/sae/{{sae}}/sae_weights.safetensors",
+        cache=lambda w: cache_manifest(sae_model(w.sae), EVAL_SPLIT),
+        cache_data=lambda w: cache_data(sae_model(w.sae), EVAL_SPLIT),
     output:
         metrics=report(
-            f"{RUN}/eval/{{model}}/metrics.json",
+            f"{RUN}/eval/{{sae}}/metrics.json",
             caption="../report/eval/metrics.rst",
             category="Evaluation",
-            subcategory="{model}",
-            labels={"model": "{model}", "table": "metrics"},
+            subcategory="{sae}",
+            labels={"sae": "{sae}", "table": "metrics"},
         ),
-        latents=f"{RUN}/eval/{{model}}/latents.npz",
+        latents=f"{RUN}/eval/{{sae}}/latents.npz",
         table=report(
-            f"{RUN}/eval/{{model}}/latents.csv",
+            f"{RUN}/eval/{{sae}}/latents.csv",
             caption="../report/eval/latents.rst",
             category="Evaluation",
-            subcategory="{model}",
-            labels={"model": "{model}", "table": "per-latent table"},
+            subcategory="{sae}",
+            labels={"sae": "{sae}", "table": "per-latent table"},
         ),
-        inputs=f"{RUN}/eval/{{model}}/inputs.npz",
+        inputs=f"{RUN}/eval/{{sae}}/inputs.npz",
     params:
         evaluate=config["evaluate"],
         dataset=config["dataset"],
         code=code_hash(f"{SCRIPTS}/evaluate_sae.py"),
     log:
-        f"{RUN}/logs/evaluate_sae/{{model}}.log",
+        f"{RUN}/logs/evaluate_sae/{{sae}}.log",
     benchmark:
-        f"{RUN}/benchmarks/evaluate_sae/{{model}}.tsv"
+        f"{RUN}/benchmarks/evaluate_sae/{{sae}}.tsv"
     threads: 2
     resources:
         mem_mb=16000,

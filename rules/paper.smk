@@ -6,6 +6,8 @@ rule paper_numbers:
         metrics_a=f"{RUN}/eval/{A}/metrics.json",
         metrics_b=f"{RUN}/eval/{B}/metrics.json",
         comparison=f"{RUN}/compare/{PAIR}/comparison.json",
+        metrics_replication=expand(f"{RUN}/eval/{{model}}/replication/metrics.json", model=REPLICATED),
+        baseline="paper/baseline.yaml",
     output:
         f"{RUN}/paper/numbers.tex",
     params:

@@ -1,7 +1,8 @@
 # SAE training from the train split's cache: each model's SAE (the seed's recipe by
 # default) and the sweep under train.sweep, trained together from one read of the
 # cache; one more SAE per seed in train.extra_seeds (its own job: its own initialisation
-# and sample order), for the comparison's spread across seeds; then the sweep's
+# and sample order), for the comparison's spread across seeds; the baseline's replication
+# (config key `replication`: its own recipe and run settings, its own job); then the sweep's
 # sparsity/fidelity frontier on the eval split.
 
 
@@ -56,6 +57,32 @@ rule train_seed_sae:
         mem_mb=16000,
         runtime=240,
         gpu=gpus(config["train"]["device"]),
+    script:
+        "../workflow/scripts/train_sae.py"
+
+
+rule train_replication:
+    input:
+        cache=cache_manifest("{model}", TRAIN_SPLIT),
+        cache_data=cache_data("{model}", TRAIN_SPLIT),
+    output:
+        weights=f"{RUN}/sae/{{model}}/replication/sae_weights.safetensors",
+        cfg=f"{RUN}/sae/{{model}}/replication/cfg.json",
+        log=f"{RUN}/sae/{{model}}/replication/train_log.jsonl",
+    params:
+        train=REPLICATION,
+        sweep=[],
+        seed=config["seed"],
+        code=code_hash(f"{SCRIPTS}/train_sae.py"),
+    log:
+        f"{RUN}/logs/train_replication/{{model}}.log",
+    benchmark:
+        f"{RUN}/benchmarks/train_replication/{{model}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=32000,
+        runtime=480,
+        gpu=gpus(REPLICATION.get("device", "cpu")),
     script:
         "../workflow/scripts/train_sae.py"
 

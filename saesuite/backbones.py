@@ -12,6 +12,13 @@ A hook point is named by a :class:`HookSpec`:
 * ``mlp_hidden:K`` -- the CLS token of block ``K``'s MLP neurons (the GELU output,
   the inputs of ``mlp.c_proj``). ``d`` is the MLP width (4 x width).
 
+Every model is built as its pretrained tag was trained (:func:`tag_settings`,
+:func:`create_clip`): open_clip 3.3 builds ``ViT-L-14`` with ``nn.GELU`` while the
+``openai`` weights were trained with QuickGELU, and only warns about the mismatch.
+The suite reads the tag's settings from open_clip's pretrained config (``quick_gelu``,
+mean/std, interpolation, resize mode, and image size where a tag gives one), passes them
+to ``create_model_and_transforms`` and turns the mismatch warning into an error.
+
 ``d`` is always read off the model, never hard-coded. :meth:`Backbone.capture`
 reads several hook points in one forward pass and stops the pass once the last
 of them has run; :meth:`Backbone.prepare` moves the tower to its device with
@@ -20,6 +27,7 @@ bf16 autocast and channels-last where they help (CUDA).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from typing import Callable
@@ -81,6 +89,90 @@ def register_tiny_configs() -> None:
     config_dir = resources.files("saesuite") / "model_configs"
     open_clip.add_model_config(str(config_dir))
     _TINY_CONFIGS_REGISTERED = True
+
+
+@dataclass(frozen=True)
+class TagSettings:
+    """What a pretrained tag requires of the model built for it (from open_clip's pretrained config)."""
+
+    quick_gelu: bool
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    interpolation: str | None = None
+    resize_mode: str | None = None
+    image_size: int | tuple[int, int] | None = None  # no open_clip 3.3 tag gives one: the model config's size holds
+
+    def create_kwargs(self) -> dict:
+        """Keyword arguments of ``open_clip.create_model_and_transforms`` that build the model as the tag needs."""
+        kwargs = {"force_quick_gelu": self.quick_gelu, "image_mean": self.mean, "image_std": self.std,
+                  "image_interpolation": self.interpolation, "image_resize_mode": self.resize_mode,
+                  "force_image_size": self.image_size}
+        return {key: value for key, value in kwargs.items() if value is not None}
+
+
+def tag_settings(name: str, pretrained: str | None) -> TagSettings | None:
+    """The settings open_clip's pretrained config gives for ``(name, pretrained)``.
+
+    None for random weights (``pretrained=None``) or a checkpoint path (not a tag): there
+    is nothing to read, and the model config is built as it is. A tag trained with
+    ``nn.GELU`` on a ``-quickgelu`` model config is a ConfigError (no flag undoes it).
+    """
+    import open_clip
+
+    if pretrained is None:
+        return None
+    cfg = open_clip.get_pretrained_cfg(name, pretrained)
+    if not cfg:
+        return None
+    quick_gelu = bool(cfg.get("quick_gelu", False))
+    if not quick_gelu and (open_clip.get_model_config(name) or {}).get("quick_gelu", False):
+        raise ConfigError(
+            f"weights {pretrained!r} of {name!r} were trained with nn.GELU but the model config builds QuickGELU; "
+            f"use the model name without '-quickgelu'"
+        )
+    mean, std = cfg.get("mean"), cfg.get("std")
+    return TagSettings(quick_gelu, tuple(mean) if mean else None, tuple(std) if std else None,
+                       cfg.get("interpolation"), cfg.get("resize_mode"), cfg.get("size"))
+
+
+def create_clip(name: str, pretrained: str | None, device: str | torch.device = "cpu") -> tuple[nn.Module, Callable]:
+    """``(model, eval preprocess)`` of open_clip, built as the tag requires (:func:`tag_settings`).
+
+    Loads (and on first use downloads) the tag's weights. open_clip's "QuickGELU mismatch"
+    warning is raised as a ConfigError: weights run with the wrong nonlinearity are never used.
+    """
+    import open_clip
+
+    settings = tag_settings(name, pretrained)
+    kwargs = settings.create_kwargs() if settings else {}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="QuickGELU mismatch", category=UserWarning)
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                name, pretrained=pretrained, device=device, **kwargs)
+        except UserWarning as err:
+            raise ConfigError(f"{name!r} with weights {pretrained!r}: {err}") from err
+    return model, preprocess
+
+
+def prefetch(specs: list[str]) -> list[str]:
+    """Download the weights of each ``"MODEL:TAG"`` through :func:`create_clip` (the builder every run uses).
+
+    For container builds: the weights land in open_clip's / huggingface_hub's cache, so a run
+    needs no network. Returns the specs fetched; a failed download raises.
+    """
+    register_tiny_configs()
+    done = []
+    for spec in specs:
+        name, sep, tag = str(spec).rpartition(":")
+        if not sep or not name or not tag:
+            raise ConfigError(f"prefetch {spec!r}: write MODEL:TAG, e.g. ViT-L-14:openai")
+        try:
+            create_clip(name, tag)
+        except RuntimeError as err:
+            raise ConfigError(f"could not fetch weights {tag!r} for {name!r}: {err}") from err
+        done.append(f"{name}:{tag}")
+    return done
 
 
 class _StopForward(Exception):
@@ -238,11 +330,30 @@ def _precheck_hook(name: str, hook: HookSpec) -> None:
             )
 
 
+def not_an_open_clip_site(name: str, hook: str) -> str | None:
+    """Why activations named ``(name, hook)`` cannot have come from an open_clip model, or None if they can.
+
+    A cache of synthetic activations, or of a user's own model, names a model or a hook
+    that open_clip does not have; metrics needing the backbone are then skipped with this reason.
+    """
+    import open_clip
+
+    register_tiny_configs()
+    if name not in open_clip.list_models():
+        return f"model {name!r} is not an open_clip model, so no backbone is loaded"
+    try:
+        HookSpec.parse(hook)
+    except ConfigError:
+        return f"hook {hook!r} is not an open_clip hook site ({', '.join(SITES)}), so no backbone is loaded"
+    return None
+
+
 def load_backbone(
     name: str, pretrained: str | None, hook: HookSpec | str, device: str = "cpu", init_seed: int = 0
 ) -> Backbone:
     """Create an open_clip model with its own eval preprocessing and resolve the hook.
 
+    The model is built as its weights tag requires (:func:`create_clip`).
     ``pretrained=None`` gives random weights; it must be asked for explicitly in
     the config (the smoke config does, with the tiny models). A missing weight
     file is an error, never a silent fallback. Random weights are drawn from
@@ -265,7 +376,7 @@ def load_backbone(
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
-            model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
+            model, preprocess = create_clip(name, pretrained, device)
     except RuntimeError as err:
         raise ConfigError(
             f"could not load weights {pretrained!r} for {name!r}: {err}. The paper config needs network access "

@@ -73,12 +73,20 @@ def cmd_compare(args) -> None:
 
     from saesuite.feature_comparison import CompareSettings
 
-    settings = CompareSettings(k=args.k, knn_k=args.knn_k, permutations=args.permutations, folds=args.folds, seed=args.seed)
+    settings = CompareSettings(k=args.k, knn_k=args.knn_k, permutations=args.permutations, interval_splits=args.interval_splits,
+                               interval_level=args.interval_level, seed=args.seed)
     result = compare_saes(
         args.cache_a, args.sae_a, args.cache_b, args.sae_b, args.out_dir, device=args.device, settings=settings,
         seed_saes_a=args.seed_saes_a, seed_saes_b=args.seed_saes_b,
     )
     print(json.dumps(result, indent=2))
+
+
+def cmd_prefetch_weights(args) -> None:
+    from saesuite.backbones import prefetch
+
+    for spec in prefetch(args.specs):
+        print(f"fetched the weights of {spec}")
 
 
 def cmd_diff_runs(args) -> int:
@@ -171,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=9, help="top-k images per feature")
     p.add_argument("--knn-k", type=int, default=10, help="neighbours for mutual kNN")
     p.add_argument("--permutations", type=int, default=100, help="permutations of the chance null")
-    p.add_argument("--folds", type=int, default=5, help="disjoint image folds for the spread")
+    p.add_argument("--interval-splits", type=int, default=50,
+                   help="random splits into two disjoint halves for each score's interval (split-half subsampling; 0: none)")
+    p.add_argument("--interval-level", type=float, default=0.95, help="stated coverage of each score's interval")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seed-saes-a", nargs="+", default=[], metavar="SAE_DIR",
                    help="SAEs of model A trained with other seeds: each score's spread across SAE seeds")
@@ -179,6 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="as many SAEs of model B, paired with those of A in order")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("prefetch-weights",
+                       help="download open_clip weights through the builder every run uses (container builds)")
+    p.add_argument("specs", nargs="+", metavar="MODEL:TAG", help="e.g. RN50:openai ViT-L-14:openai")
+    p.set_defaults(func=cmd_prefetch_weights)
 
     p = sub.add_parser("diff-runs", help="audit two run folders (or a run against a reference): files, numbers, config, packages")
     p.add_argument("run_a", help="a run folder, results/<run>/ (with its provenance.json)")

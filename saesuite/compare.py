@@ -1,24 +1,30 @@
 """Comparing two models' SAEs and activations over the same images: ``comparison.json`` and its tables.
 
-Reads two activation caches of one dataset split and the SAE trained on each, encodes
-every (valid) image, and hands the activations and sparse codes to
-:class:`saesuite.feature_comparison.PairComparison`. Every headline score is written
-as a record ``{value, chance, analytic_chance, null_mean, null_sd, null_q95, p_value,
-permutations, n, on, spread}``:
+Reads two activation caches of one dataset split (any cache in the documented format:
+an open_clip model's, a user's model's or synthetic arrays; only the manifest's strings
+and rows are read) and the SAE trained on each, encodes every (valid) image, and hands the
+activations and sparse codes to :class:`saesuite.feature_comparison.PairComparison`.
+Every headline score is written as a record ``{value, estimator, chance, analytic_chance,
+null_mean, null_sd, null_q95, p_value, permutations, p_floor, p_at_floor, n,
+excluded_rows, on, interval, spread}``:
 
 * chance: the mean of the permutation null (B's images shuffled against A's, the
-  whole pipeline re-run, matching included); ``p = (1 + #null >= observed) / (1 + R)``;
+  whole pipeline re-run, matching included); ``p = (1 + #null >= observed) / (1 + R)``,
+  whose floor ``1/(R+1)`` is flagged (``p_at_floor``: read it as ``p <= 1/(R+1)``);
   ``analytic_chance`` where a closed form exists (one pair's top-k overlap ``k/n``,
   mutual kNN ``k/(n-1)``);
-* spread: the score on disjoint random folds of the images (no image resampled with
-  replacement), and across SAE seeds when several SAEs per model are given.
+* interval: split-half subsampling at the score's stated rate (:mod:`saesuite.chance`),
+  an interval for the score at this ``n``, centred on the value;
+* spread: across SAE seeds when several SAEs per model are given (``spread.seeds``).
 
-Dead features (positive on fewer than ``k`` images) are excluded and counted; top-k
-ties go to the lower image index; the record of the run names n, k, dtype and hook.
+Dead features (positive on fewer than ``k`` images) are excluded and counted; rows of
+zeros are left out of mutual kNN (cosine) and counted; top-k ties go to the lower image
+index; the record of the run names n, k, dtype and hook.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,41 +33,83 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from saesuite.cache import ActivationCache, write_json_atomic
-from saesuite.chance import disjoint_folds, permutation_p_value, summary
+from saesuite.chance import half_sd, p_value_fields, subsampling_interval, summary
 from saesuite.errors import ConfigError
 from saesuite.evaluate import check_sae_matches_cache, encode_chunks
 from saesuite.feature_comparison import CompareSettings, PairComparison, Side
+from saesuite.knn import nonzero_rows
 from saesuite.sae import load_sae
 from saesuite.schema import validate
 
 ACTS, CODES = "raw hooked activations", "SAE codes"
-# score -> what it is computed on
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A score's convergence rate ``tau_n = n^exponent``, in words, and why."""
+
+    exponent: float
+    name: str
+    why: str
+
+
+SQRT_N = Rate(0.5, "sqrt(n)", "a smooth function of U- or V-statistics, or a mean over images of a local agreement")
+NO_SHRINK = Rate(0.0, "n^0", "fixed-k top image sets are extreme order statistics: their fluctuation does not shrink with n")
+THRESHOLDED = Rate(0.0, "n^0", "a fraction of features clearing a threshold after a matching: in simulation its spread "
+                               "barely shrinks with n, so no shrinking is assumed")
+
+
+@dataclass(frozen=True)
+class Score:
+    """What a headline score is computed on, its estimator, its rate and its range."""
+
+    on: str
+    estimator: str
+    rate: Rate
+    bounds: tuple[float, float] = (0.0, 1.0)
+
+
+LINEAR = "biased linear CKA (Kornblith et al. 2019), feature-space formula on centred data"
+DEBIASED = "linear CKA with Song et al.'s (2012) unbiased HSIC (debiased)"
+RBF = ("minibatch RBF CKA (Nguyen et al. 2021): unbiased HSIC per random batch, averaged, then the ratio; "
+       "bandwidth a fraction of the median pairwise distance per batch (rbf_cka_estimator); not Kornblith's biased RBF CKA")
+KNN = "mutual k-NN alignment (Huh et al. 2024), cosine, self excluded"
+TOPK = "top-k image overlap"
 SCORES = {
-    "topk_overlap": f"{CODES}: mean over alive features of A of the best top-k image overlap with an alive feature of B",
-    "topk_overlap_b_to_a": f"{CODES}: mean over alive features of B of the best top-k image overlap with an alive feature of A",
-    "topk_overlap_all_pairs": f"{CODES}: mean top-k image overlap over all pairs of alive features",
-    "overlap_pairing": f"{CODES}: fraction of alive features of A matched one-to-one (Hungarian on top-k overlap) with overlap >= threshold",
-    "correlation_pairing": f"{CODES}: fraction of alive features of A matched one-to-one (Hungarian on activation correlation) with correlation >= threshold",
-    "linear_cka": ACTS,
-    "debiased_cka": ACTS,
-    "rbf_cka": ACTS,
-    "mutual_knn": ACTS,
-    "linear_cka_codes": CODES,
-    "debiased_cka_codes": CODES,
-    "rbf_cka_codes": CODES,
-    "mutual_knn_codes": f"{CODES} (images where both codes are non-zero)",
+    "topk_overlap": Score(f"{CODES}: mean over alive features of A of the best top-k image overlap with an alive feature of B", TOPK, NO_SHRINK),
+    "topk_overlap_b_to_a": Score(f"{CODES}: mean over alive features of B of the best top-k image overlap with an alive feature of A", TOPK, NO_SHRINK),
+    "topk_overlap_all_pairs": Score(f"{CODES}: mean top-k image overlap over all pairs of alive features", TOPK, NO_SHRINK),
+    "overlap_pairing": Score(f"{CODES}: fraction of alive features of A matched one-to-one (Hungarian on top-k overlap) with overlap >= threshold",
+                             "maximum-weight matching on top-k overlap counts", THRESHOLDED),
+    "correlation_pairing": Score(f"{CODES}: fraction of alive features of A matched one-to-one (Hungarian on activation correlation) with correlation >= threshold",
+                                 "maximum-weight matching on Pearson correlations across images", THRESHOLDED),
+    "linear_cka": Score(ACTS, LINEAR, SQRT_N),
+    "debiased_cka": Score(ACTS, DEBIASED, SQRT_N, (-1.0, 1.0)),
+    "rbf_cka": Score(ACTS, RBF, SQRT_N, (-1.0, 1.0)),
+    "mutual_knn": Score(f"{ACTS} (images whose activation row is non-zero in both models)", KNN, SQRT_N),
+    "linear_cka_codes": Score(CODES, LINEAR, SQRT_N),
+    "debiased_cka_codes": Score(CODES, DEBIASED, SQRT_N, (-1.0, 1.0)),
+    "rbf_cka_codes": Score(CODES, RBF, SQRT_N, (-1.0, 1.0)),
+    "mutual_knn_codes": Score(f"{CODES} (images where both codes are non-zero)", KNN, SQRT_N),
 }
 EXTRA = ("overlap_pairing_b", "overlap_pairing_count", "correlation_pairing_b", "correlation_pairing_count")
+INTERVAL_METHOD = (
+    "split-half subsampling (Politis & Romano 1994; no image drawn twice): each split divides the images at random "
+    "into two disjoint halves of m = n/2 (kNN and RBF CKA: halves of their own rows); sd_m = sqrt(mean over splits of "
+    "(s_1 - s_2)^2 / 2), which cancels the score's drift with the number of images; se = sd_m (m/n)^r at the score's "
+    "stated rate n^r; interval = value -/+ t(splits, (1+level)/2) se, clipped to the score's range. It is an interval "
+    "for the score's expectation at these n images (scores such as top-k overlap and mutual kNN change with n)"
+)
 
 
 def check_aligned(a: ActivationCache, b: ActivationCache) -> None:
     """Both caches must hold the same images in the same order."""
     ma, mb = a.manifest, b.manifest
-    same = ma["dataset"] == mb["dataset"] and ma["split"] == mb["split"] and a.n == b.n
+    same = ma.get("dataset") == mb.get("dataset") and ma.get("split") == mb.get("split") and a.n == b.n
     if not same or not np.array_equal(a.labels(), b.labels()):
         raise ConfigError(
-            f"caches {a.path} ({ma['dataset']}/{ma['split']}, n={a.n}) and {b.path} "
-            f"({mb['dataset']}/{mb['split']}, n={b.n}) do not hold the same images in the same order; "
+            f"caches {a.path} ({ma.get('dataset')}/{ma.get('split')}, n={a.n}) and {b.path} "
+            f"({mb.get('dataset')}/{mb.get('split')}, n={b.n}) do not hold the same images in the same order; "
             "compare caches of one dataset split"
         )
 
@@ -74,50 +122,77 @@ def encode_sparse(sae_dir: str | Path, cache: ActivationCache, chunk_rows: int, 
     return sp.vstack(parts, format="csr")
 
 
-def score_records(pc: PairComparison, observed: dict, null: pd.DataFrame, folds: pd.DataFrame, seeds: pd.DataFrame | None) -> dict:
-    """One record per score in :data:`SCORES`: value, chance, p-value, n, what it is on, spread."""
+def interval_record(value: float | None, first: pd.Series, second: pd.Series, m: float, n: int, score: Score,
+                    level: float) -> dict | None:
+    """The score's split-half interval (:func:`saesuite.chance.subsampling_interval`); None when undefined."""
+    sd_m, splits = half_sd(first.astype(float).to_numpy(), second.astype(float).to_numpy())
+    if value is None or sd_m is None or splits < 2 or n <= 0:
+        return None
+    interval = subsampling_interval(value, sd_m, m, n, score.rate.exponent, splits, level, score.bounds)
+    return {**interval, "method": "split-half subsampling", "rate": score.rate.name, "rate_exponent": score.rate.exponent,
+            "rate_why": score.rate.why}
+
+
+def _finite(value) -> float | None:
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
+def score_records(pc: PairComparison, observed: dict, null: pd.DataFrame, halves: pd.DataFrame,
+                  seeds: pd.DataFrame | None) -> dict:
+    """One record per score in :data:`SCORES` (value, estimator, chance, p-value, n, interval, seed spread),
+    the pairing counts of :data:`EXTRA` and ``rbf_cka_estimator``."""
     s, n = pc.s, pc.n
-    sizes = {"rbf_cka": len(pc.rbf_rows), "rbf_cka_codes": len(pc.rbf_rows), "mutual_knn": len(pc.knn_rows),
-             "mutual_knn_codes": len(pc.knn_code_rows)}
+    sizes, excluded = pc.sizes(), pc.excluded()
+    first = halves[halves["half"] == 0].reset_index(drop=True) if len(halves) else halves
+    second = halves[halves["half"] == 1].reset_index(drop=True) if len(halves) else halves
     records = {}
-    for key, on in SCORES.items():
-        value = observed[key] if observed[key] is not None and np.isfinite(observed[key]) else None
+    for key, score in SCORES.items():
+        value = _finite(observed[key])
         column = null[key].astype(float).to_numpy() if len(null) else np.empty(0)
         size = sizes.get(key, n)
         analytic = None
-        if key in ("topk_overlap_all_pairs",):
+        if key == "topk_overlap_all_pairs":
             analytic = s.k / n
         elif key.startswith("mutual_knn") and size > s.knn_k:
             analytic = s.knn_k / (size - 1)
         null_stats = summary(list(column))
+        m = (first[f"n_{key}"].mean() + second[f"n_{key}"].mean()) / 2 if len(halves) else 0
         records[key] = {
             "value": value,
+            "estimator": score.estimator,
             "chance": null_stats["mean"] if len(column) else analytic,
             "analytic_chance": analytic,
             "null_mean": null_stats["mean"],
             "null_sd": null_stats["sd"],
             "null_q95": float(np.nanquantile(column, 0.95)) if len(column) and np.isfinite(column).any() else None,
-            "p_value": permutation_p_value(value, column) if len(column) and value is not None else None,
-            "permutations": int(len(column)),
+            **p_value_fields(value, column),
             "n": int(size),
-            "on": on,
-            "spread": {
-                "method": "disjoint folds",
-                "folds": int(len(folds)),
-                "n_per_fold": int(folds["n"].min()) if len(folds) else None,
-                **(summary(list(folds[key].astype(float))) if len(folds) else {}),
-                "seeds": None if seeds is None else summary(list(seeds[key].astype(float))) | {"count": len(seeds)},
-            },
+            "excluded_rows": int(excluded.get(key, 0)),
+            "on": score.on,
+            "interval": interval_record(value, first[key], second[key], m, size, score, s.interval_level) if len(halves) else None,
+            "spread": {"seeds": None if seeds is None else summary(list(seeds[key].astype(float))) | {"count": len(seeds)}},
         }
-        if records[key]["p_value"] is not None and not np.isfinite(records[key]["p_value"]):
-            records[key]["p_value"] = None
     for key in EXTRA:
         records[key] = observed[key]
+    records["rbf_cka_estimator"] = rbf_estimator(pc)
     return records
 
 
+def split_half_table(pc: PairComparison, splits: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Every score on both halves of ``splits`` random splits: one row per (split, half), with each score's rows."""
+    if splits and pc.n // 2 < max(pc.s.k, 4):
+        raise ConfigError(f"the interval needs halves of at least {max(pc.s.k, 4)} images; there are {pc.n} images "
+                          "(set compare.interval_splits: 0)")
+    rows = []
+    for split in tqdm(range(splits), desc="split halves", unit="split"):
+        for half, part in enumerate(pc.halves(rng)):
+            sizes = {f"n_{key}": part.sizes().get(key, part.n) for key in SCORES}
+            rows.append({"split": split, "half": half, **sizes, **part.scores()})
+    return pd.DataFrame(rows)
+
+
 def run_comparison(a: Side, b: Side, settings: CompareSettings, seed_sides: list[tuple[Side, Side]] = ()) -> tuple[dict, dict, pd.DataFrame, pd.DataFrame]:
-    """Observed scores (with details), their records, the null table and the fold table for two sides."""
+    """Observed scores (with details), their records, the null table and the split-half table for two sides."""
     rng = np.random.default_rng(settings.seed)
     pc = PairComparison(a, b, settings, rng)
     observed = pc.scores(details=True)
@@ -125,16 +200,35 @@ def run_comparison(a: Side, b: Side, settings: CompareSettings, seed_sides: list
     for _ in tqdm(range(settings.permutations), desc="permutation null", unit="perm"):
         null_rows.append(pc.scores(rng.permutation(pc.n), rng))
     null = pd.DataFrame(null_rows)
-    fold_rows = []
-    if settings.folds > 1:
-        for index in tqdm(disjoint_folds(pc.n, settings.folds, rng), desc="folds", unit="fold"):
-            fold = PairComparison(a.rows(index, settings.k), b.rows(index, settings.k), settings, rng)
-            fold_rows.append(fold.scores() | {"n": len(index)})
-    folds = pd.DataFrame(fold_rows)
+    halves = split_half_table(pc, settings.interval_splits, rng)
     seeds = None
     if seed_sides:
         seeds = pd.DataFrame([observed] + [PairComparison(sa, sb, settings, rng).scores() for sa, sb in seed_sides])
-    return observed, score_records(pc, observed, null, folds, seeds), null, folds
+    return observed, score_records(pc, observed, null, halves, seeds), null, halves
+
+
+def zero_rows(a: Side, b: Side) -> dict:
+    """Images (of the compared ones) whose activation row or code row is all zeros, per model."""
+    return {f"{what}_{side}": int((~nonzero_rows(getattr(s, attr))).sum())
+            for what, attr in (("activations", "x"), ("codes", "codes")) for side, s in (("a", a), ("b", b))}
+
+
+def rbf_estimator(pc: PairComparison) -> dict:
+    """What RBF CKA computes, in the JSON (it is not Kornblith et al.'s biased RBF CKA)."""
+    s, rows = pc.s, len(pc.rbf_rows)
+    return {
+        "name": "minibatch RBF CKA (Nguyen et al. 2021)",
+        "hsic": "unbiased (Song et al. 2012), per minibatch; CKA = mean HSIC(K,L) / sqrt(mean HSIC(K,K) mean HSIC(L,L))",
+        "debiased": True,
+        "minibatch": True,
+        "rows": rows,
+        "batch_rows": s.rbf_batch,
+        "batches": int(np.ceil(rows / s.rbf_batch)) if rows else 0,
+        "batch_order": "a seeded random partition of the rows into near-equal batches, the same for A and B",
+        "kernel": "exp(-|x - x'|^2 / (2 sigma^2)), Euclidean distance",
+        "bandwidth": "sigma = bandwidth_fraction x median pairwise distance, per batch and per representation",
+        "bandwidth_fraction": s.rbf_fraction,
+    }
 
 
 def compare_saes(
@@ -151,7 +245,7 @@ def compare_saes(
     seed_saes_a: list[str | Path] = (),
     seed_saes_b: list[str | Path] = (),
 ) -> dict:
-    """Write ``comparison.json`` (schema-checked), ``pairs.csv``, ``null.csv``, ``folds.csv`` and ``topk_overlap.npz``.
+    """Write ``comparison.json`` (schema-checked), ``pairs.csv``, ``null.csv``, ``halves.csv`` and ``topk_overlap.npz``.
 
     ``settings`` gives every knob (its ``k`` wins over ``k``); ``seed_saes_*`` are further
     SAEs of the same models trained with other seeds, for the spread across seeds.
@@ -171,7 +265,7 @@ def compare_saes(
     if len(seed_saes_a) != len(seed_saes_b):
         raise ConfigError("give as many extra SAE seeds for model A as for model B")
     seed_sides = [(side(ca, pa, xa), side(cb, pb, xb)) for pa, pb in zip(seed_saes_a, seed_saes_b)]
-    observed, records, null, folds = run_comparison(a, b, settings, seed_sides)
+    observed, records, null, halves = run_comparison(a, b, settings, seed_sides)
     details = observed["_details"]
     result = {
         "model_a": ca.manifest["model"],
@@ -180,8 +274,8 @@ def compare_saes(
         "model_b": cb.manifest["model"],
         "hook_b": cb.manifest["hook"],
         "dtype_b": cb.manifest["dtype"],
-        "dataset": ca.manifest["dataset"],
-        "split": ca.manifest["split"],
+        "dataset": ca.manifest.get("dataset"),
+        "split": ca.manifest.get("split"),
         "n_images": int(keep.sum()),
         "invalid_images": int((~keep).sum()),
         "k": settings.k,
@@ -194,6 +288,8 @@ def compare_saes(
         "sae_seeds": 1 + len(seed_sides),
         "tie_rule": "top-k: larger activation first, equal activations to the lower image index; kNN: scikit-learn brute-force order",
         "null": "B's images permuted against A's, whole pipeline re-run (matching included); kNN and RBF CKA permute within their image subset",
+        "interval_method": INTERVAL_METHOD,
+        "zero_rows": zero_rows(a, b),
         "settings": settings.as_dict(),
         **records,
     }
@@ -202,7 +298,7 @@ def compare_saes(
     out_dir.mkdir(parents=True, exist_ok=True)
     pd.concat([details["overlap_pairs"], details["correlation_pairs"]]).to_csv(out_dir / "pairs.csv", index=False)
     null.to_csv(out_dir / "null.csv", index=False)
-    folds.to_csv(out_dir / "folds.csv", index=False)
+    halves.to_csv(out_dir / "halves.csv", index=False)
     np.savez(
         out_dir / "topk_overlap.npz", best_a_to_b=details["best_a_to_b"], best_b_to_a=details["best_b_to_a"],
         alive_a=details["alive_a"], alive_b=details["alive_b"], topk_a=a.topk, topk_b=b.topk,

@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from saesuite.chance import p_text  # noqa: E402
 from saesuite.figures import _save  # noqa: E402
 
 SIMILARITIES = ("linear_cka", "debiased_cka", "rbf_cka", "mutual_knn")
@@ -21,7 +22,8 @@ SIMILARITIES = ("linear_cka", "debiased_cka", "rbf_cka", "mutual_knn")
 
 def overlap_against_chance(compare_dir: str | Path, out: str | Path) -> None:
     """Histograms of each alive feature's best top-k overlap with the other model, both ways, each
-    with its permutation-null mean; the analytic chance of one random pair, ``k/n``, dotted."""
+    with its permutation-null mean and p-value (``p <= 1/(R+1)`` at the floor); the analytic
+    chance of one random pair, ``k/n``, dotted."""
     compare_dir = Path(compare_dir)
     result = json.loads((compare_dir / "comparison.json").read_text())
     best = np.load(compare_dir / "topk_overlap.npz")
@@ -32,7 +34,7 @@ def overlap_against_chance(compare_dir: str | Path, out: str | Path) -> None:
         record = result[key]
         if len(values):
             sns.histplot(values, bins=np.linspace(0, 1, k + 2), ax=ax, stat="proportion", element="step", fill=False,
-                         color=color, label=f"{src} → {dst} (mean {record['value']:.3f})")
+                         color=color, label=f"{src} → {dst} (mean {record['value']:.3f}, {p_text(record)})")
         if record["null_mean"] is not None:
             ax.axvline(record["null_mean"], color=color, ls="--", label=f"{src} → {dst}, images permuted {record['null_mean']:.3f}")
     ax.axvline(k / result["n_images"], color="grey", ls=":", label=f"one random pair k/n = {k / result['n_images']:.3g}")
@@ -43,30 +45,41 @@ def overlap_against_chance(compare_dir: str | Path, out: str | Path) -> None:
 
 
 def similarity_bars(comparison_json: str | Path, out: str | Path) -> None:
-    """CKA and mutual-kNN scores on activations and codes: bars with fold spread, chance marked, and
-    the range over SAE seeds where several were compared."""
+    """CKA and mutual-kNN scores on activations and codes: bars with each score's interval at n
+    (split-half subsampling at its stated rate), chance marked, the p-value above the bar
+    (``p <= 1/(R+1)`` at the floor) and the range over SAE seeds where several were compared."""
     result = json.loads(Path(comparison_json).read_text())
     rows = []
     for name in SIMILARITIES:
         for suffix, on in (("", "activations"), ("_codes", "SAE codes")):
             r = result[name + suffix]
             seeds = r["spread"].get("seeds") or {}
-            rows.append({"score": name, "on": on, "value": r["value"], "chance": r["chance"], "sd": r["spread"].get("sd"),
+            interval = r.get("interval") or {}
+            rows.append({"score": name, "on": on, "value": r["value"], "chance": r["chance"], "p": p_text(r),
+                         "low": interval.get("low"), "high": interval.get("high"),
                          "seed_min": seeds.get("min"), "seed_max": seeds.get("max")})
     frame = pd.DataFrame(rows)
-    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
     sns.barplot(frame, x="score", y="value", hue="on", ax=ax, errorbar=None)
     hue_major = frame.assign(order=frame["on"].map({"activations": 0, "SAE codes": 1})).sort_values("order", kind="stable")
     for bar, (_, row) in zip(ax.patches, hue_major.iterrows()):  # seaborn draws one hue level after the other
         x = bar.get_x() + bar.get_width() / 2
-        if row["sd"] is not None and np.isfinite(row["sd"]):
-            ax.errorbar(x, row["value"], yerr=row["sd"], color="black", capsize=3, lw=1)
+        top = row["value"] if row["value"] is not None and np.isfinite(row["value"]) else 0.0
+        if row["low"] is not None and np.isfinite(row["low"]):
+            ax.errorbar(x, row["value"], yerr=[[row["value"] - row["low"]], [row["high"] - row["value"]]],
+                        color="black", capsize=3, lw=1)
+            top = row["high"]
         if row["chance"] is not None:
             ax.hlines(row["chance"], bar.get_x(), bar.get_x() + bar.get_width(), color="C3", lw=2)
         if row["seed_min"] is not None and row["seed_max"] is not None:
             ax.vlines(x + bar.get_width() / 4, row["seed_min"], row["seed_max"], color="dimgrey", lw=4, alpha=0.7)
+        ax.text(x, max(top, 0.0) + 0.02, row["p"], ha="center", va="bottom", fontsize=5, rotation=90)
     seeds = result.get("sae_seeds", 1)
-    ax.set_ylabel("score (red: chance; black: ±1 sd over folds"
+    intervals = [result[name + suffix]["interval"] for name in SIMILARITIES for suffix in ("", "_codes")
+                 if result[name + suffix].get("interval")]
+    rates = ", ".join(sorted({i["rate"] for i in intervals}))
+    what = f"{intervals[0]['level']:.0%} interval, split-half subsampling at rate {rates}" if intervals else "no interval"
+    ax.set_ylabel(f"score (red: chance; black: {what}"
                   + (f";\ngrey: range over {seeds} SAE seeds)" if seeds > 1 else ")"), fontsize=8)
     ax.set_xlabel("")
     ax.set_title(f"{result['model_a']} vs {result['model_b']}, n = {result['n_images']}")

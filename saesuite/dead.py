@@ -12,8 +12,10 @@ samples (the trainer keeps one clock per latent).
   latents, the bias 0, and the Adam moments of those entries are reset.
 * AuxK, after Gao et al. 2024: the ``auxk_k`` dead latents with the largest
   pre-activations reconstruct the main reconstruction's residual; the loss is
-  that error's mean square over the residual's mean square, weighted by
-  ``auxk_coefficient`` (1/32). It gives dead latents a gradient again.
+  that error's mean square over the residual's centred variance (as openai's
+  ``sparse_autoencoder`` normalises it), weighted by ``auxk_coefficient`` (1/32).
+  It gives dead latents a gradient again.
+* Ghost grads (Fry 2024's recipe): see :func:`saesuite.objectives.ghost_grads_loss`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from saesuite import objectives
 from saesuite.sae import SAE
 
 if TYPE_CHECKING:
@@ -30,12 +33,12 @@ if TYPE_CHECKING:
 
 
 def auxk_loss(sae: SAE, pre: torch.Tensor, residual: torch.Tensor, dead: torch.Tensor, k_aux: int) -> torch.Tensor:
-    """Normalised error of reconstructing ``residual [B, d]`` from the top ``k_aux`` dead latents of ``pre [B, F]``."""
+    """Error of reconstructing ``residual [B, d]`` from the top ``k_aux`` dead latents of ``pre [B, F]``,
+    over the residual's centred variance (:func:`saesuite.objectives.auxk_loss`)."""
     k_aux = min(k_aux, int(dead.sum()))
     masked = pre.masked_fill(~dead, float("-inf"))
     values, indices = masked.topk(k_aux, dim=-1, sorted=False)
-    estimate = sae.decode_sparse(torch.relu(values), indices).float()
-    return (estimate - residual).pow(2).mean() / residual.pow(2).mean().clamp_min(1e-12)
+    return objectives.auxk_loss(sae.decode_sparse(torch.relu(values), indices).float(), residual)
 
 
 @torch.no_grad()

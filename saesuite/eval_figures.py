@@ -110,16 +110,26 @@ def activation_heatmap(inputs_npz: str | Path, out: str | Path, title: str) -> N
 
 
 def neuron_alignment_histogram(table: pd.DataFrame, metrics: dict, out: str | Path, title: str) -> None:
-    """Histograms of each latent's largest |cos| with an MLP neuron and with a basis vector, encoder and decoder."""
-    parts = [(f"{p} · {ref}", f"{p}_{col}_alignment") for ref, col in (("neurons", "neuron"), ("standard basis", "basis"))
-             for p in ("encoder", "decoder")]
+    """Histograms of each latent's largest |cos| with a neuron and with a basis vector, encoder and decoder,
+    with the chance level (the mean for random unit directions) of each reference as a dotted line."""
+    align = metrics["alignment"]
+    neurons = "attnpool.c_proj inputs" if metrics["hook"] == "attnpool" else "neurons"
+    refs = [(neurons, "neuron"), ("standard basis", "basis")]
+    parts = [(f"{p} · {ref}", f"{p}_{col}_alignment") for ref, col in refs for p in ("encoder", "decoder")]
     frame = pd.concat([pd.DataFrame({"max |cos|": table[c], "vectors": name}) for name, c in parts if c in table])
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
     sns.histplot(frame, x="max |cos|", hue="vectors", bins=np.linspace(0, 1, 41), element="step", ax=ax)
-    t = metrics["alignment"]["threshold"]
-    ax.axvline(t, color="grey", ls="--", lw=0.8)
+    ax.axvline(align["threshold"], color="grey", ls="--", lw=0.8)
+    chance = align["chance"]
+    for (ref, col), color in zip(refs, ("black", "dimgrey")):
+        if chance[f"{col}_mean"] is not None:
+            ax.axvline(chance[f"{col}_mean"], color=color, ls=":", lw=1.2)
+            ax.text(chance[f"{col}_mean"], 0.98, f" chance, {ref}", transform=ax.get_xaxis_transform(),
+                    rotation=90, va="top", fontsize=6, color=color)
     ax.set_ylabel("latents")
-    ax.set_title(f"{title}\nneurons: {metrics['alignment']['neurons']}", fontsize=8)
+    what = align["neurons_description"] or f"no neuron alignment: {metrics['skipped']['neuron_alignment']}"
+    ax.set_title(f"{title}\nneurons: {what}\ndotted: mean for {chance['directions']} random unit directions",
+                 fontsize=6, wrap=True)
     _save(fig, out)
 
 
@@ -130,7 +140,7 @@ def label_entropy_scatter(table: pd.DataFrame, out: str | Path, title: str) -> N
     if len(alive):
         points = ax.scatter(alive["log10_density"], np.log10(alive["mean_active_activation"].clip(lower=1e-12)),
                             c=alive["label_entropy"], cmap="viridis", s=4)
-        fig.colorbar(points, ax=ax, label="label entropy (nats)")
+        fig.colorbar(points, ax=ax, label="activation-weighted label entropy (nats)")
     ax.set_xlabel("log10 density (fraction of inputs a latent fires on)")
     ax.set_ylabel("log10 mean activation when firing")
     ax.set_title(f"{title}\n{len(alive)} firing latents", fontsize=8)
@@ -160,14 +170,17 @@ def sparsity_panel(table: pd.DataFrame, metrics: dict, out: str | Path, title: s
 
 
 def fidelity_bars(metrics: dict, out: str | Path, title: str) -> None:
-    """Zero-shot accuracy clean / spliced / mean-ablated, with the fraction recovered."""
+    """Zero-shot accuracy clean / spliced / mean-ablated, the fraction recovered, and chance (1 / classes) as a line."""
     fid = metrics["fidelity"]
     fig, ax = plt.subplots(figsize=(4, 3))
     if fid is None:
-        ax.text(0.5, 0.5, "no fidelity test (no dataset given)", ha="center")
+        ax.text(0.5, 0.5, f"no fidelity test:\n{metrics['skipped']['fidelity']}", ha="center", fontsize=7, wrap=True)
     else:
         names = ["clean", "spliced", "ablated"]
         ax.bar(names, [fid[f"accuracy_{v}"] for v in names], color=["C0", "C1", "C7"])
+        chance = fid["chance_accuracy"]
+        ax.axhline(chance, color="black", ls=":", lw=1)
+        ax.text(2.45, chance, f"chance 1/{len(metrics['classes'])}", ha="right", va="bottom", fontsize=6)
         rec = fid["fraction_recovered"]
         ax.set_title(f"{title}\nfraction recovered: {'n/a' if rec is None else f'{rec:.3f}'} ({fid['n_images']} images)", fontsize=8)
     ax.set_ylabel("zero-shot top-1 accuracy")

@@ -22,6 +22,8 @@ class ReconstructionStats:
         self.sum_sq_x = self.sum_sq_err = 0.0
         self.sum_cos = self.sum_norm_in = self.sum_norm_out = self.sum_ratio = 0.0
         self.sum_xhat_sq = self.sum_x_dot_xhat = 0.0
+        self.n_cos = self.n_ratio = 0  # rows where cos(x, x_hat) / ||x_hat|| / ||x|| are defined
+        self.zero_input_rows = 0
         self.l0 = np.zeros(n, np.int64)  # per input
         self.l1 = np.zeros(n, np.float64)
         self.near_zero_fraction = np.zeros(n, np.float64)
@@ -36,10 +38,15 @@ class ReconstructionStats:
         self.sum_sq_err += float((x64 - xh64).pow(2).sum())
         norm_in, norm_out = x64.norm(dim=1), xh64.norm(dim=1)
         dot = (x64 * xh64).sum(1)
-        self.sum_cos += float((dot / (norm_in * norm_out).clamp_min(1e-30)).sum())
+        has_in = norm_in > 0  # a zero row has no direction: cos and the norm ratio are undefined there
+        has_both = has_in & (norm_out > 0)
+        self.sum_cos += float(torch.where(has_both, dot / torch.where(has_both, norm_in * norm_out, 1.0), 0.0).sum())
+        self.sum_ratio += float(torch.where(has_in, norm_out / torch.where(has_in, norm_in, 1.0), 0.0).sum())
+        self.n_cos += int(has_both.sum())
+        self.n_ratio += int(has_in.sum())
+        self.zero_input_rows += int((~has_in).sum())
         self.sum_norm_in += float(norm_in.sum())
         self.sum_norm_out += float(norm_out.sum())
-        self.sum_ratio += float((norm_out / norm_in.clamp_min(1e-30)).sum())
         self.sum_xhat_sq += float(norm_out.pow(2).sum())
         self.sum_x_dot_xhat += float(dot.sum())
         self.seen[rows] = True
@@ -53,17 +60,25 @@ class ReconstructionStats:
         return self.sum_x / self.n
 
     def result(self, d: int, n_latents: int) -> dict:
+        """The split's scores. A score undefined on a row (cos and the norm ratio on a zero row)
+        averages over the rows where it is defined (None if none); ``undefined_rows`` counts the
+        rows each one left out. ``normalized_mse`` and ``explained_variance`` are None when the
+        inputs do not vary (total squared deviation at float precision of zero)."""
         n = self.n
         total_sq_dev = self.sum_sq_x - n * float(self.mean @ self.mean)
+        varies = total_sq_dev > 1e-12 * self.sum_sq_x
         return {
             "n": n,
             "mse": self.sum_sq_err / (n * d),
-            "normalized_mse": self.sum_sq_err / total_sq_dev,
-            "explained_variance": 1.0 - self.sum_sq_err / total_sq_dev,
-            "cosine_similarity": self.sum_cos / n,
+            "normalized_mse": self.sum_sq_err / total_sq_dev if varies else None,
+            "explained_variance": 1.0 - self.sum_sq_err / total_sq_dev if varies else None,
+            "cosine_similarity": self.sum_cos / self.n_cos if self.n_cos else None,
             "l2_norm_in": self.sum_norm_in / n,
             "l2_norm_out": self.sum_norm_out / n,
-            "l2_ratio": self.sum_ratio / n,
+            "l2_ratio": self.sum_ratio / self.n_ratio if self.n_ratio else None,
+            "undefined_rows": {"cosine_similarity": n - self.n_cos, "l2_ratio": n - self.n_ratio},
+            "zero_input_rows": self.zero_input_rows,
+            "rows_without_active_latent": int((self.l0[self.seen] == 0).sum()),
             "relative_reconstruction_bias": self.sum_xhat_sq / self.sum_x_dot_xhat if self.sum_x_dot_xhat else None,
             "l0": float(self.l0[self.seen].mean()),
             "l1": float(self.l1[self.seen].mean()),
@@ -73,38 +88,47 @@ class ReconstructionStats:
 
 
 class LatentStats:
-    """Per-latent firing counts, activation sums and activation mass per class ``[C, F]``."""
+    """Per-latent firing counts, activation sums, and per class ``[C, F]`` the activation mass and firing count."""
 
     def __init__(self, n_latents: int, n_classes: int, device: str | torch.device = "cpu"):
         self.n = 0
         self.fire_count = torch.zeros(n_latents, dtype=torch.int64, device=device)
         self.act_sum = torch.zeros(n_latents, dtype=torch.float64, device=device)
         self.class_act = torch.zeros(n_classes, n_latents, dtype=torch.float64, device=device)
+        # float32 counts: exact up to 2^24 firings per (class, latent), half the memory of float64
+        self.class_fire = torch.zeros(n_classes, n_latents, dtype=torch.float32, device=device)
 
     def update(self, f: Tensor, labels: Tensor) -> None:
         """``f [b, F]``, ``labels [b]`` (int64 class indices)."""
         self.n += len(f)
-        self.fire_count += (f > 0).sum(0)
+        fires = f > 0
+        self.fire_count += fires.sum(0)
         f64 = f.double()
         self.act_sum += f64.sum(0)
-        self.class_act.index_add_(0, labels.to(f.device), f64.clamp_min(0))
+        labels = labels.to(f.device)
+        self.class_act.index_add_(0, labels, f64.clamp_min(0))
+        self.class_fire.index_add_(0, labels, fires.float())
 
     def numpy(self) -> dict[str, np.ndarray]:
         return {
             "fire_count": self.fire_count.cpu().numpy(),
             "total_activation": self.act_sum.cpu().numpy(),
             "class_activation": self.class_act.cpu().numpy(),
+            "class_fire_count": self.class_fire.cpu().numpy().astype(np.float64),
         }
 
 
-def label_entropy(class_activation: np.ndarray) -> np.ndarray:
-    """``[C, F]`` activation mass per class -> ``[F]`` entropy (nats) of ``p_c = mass_c / sum_c mass_c``.
+def label_entropy(class_mass: np.ndarray) -> np.ndarray:
+    """``[C, F]`` mass per class -> ``[F]`` entropy (nats) of ``p_c = mass_c / sum_c mass_c``.
 
-    NaN for latents that never fire (no distribution).
+    With activation mass this is the activation-weighted label entropy (an input counts by
+    how strongly the latent fires on it); with firing counts, the entropy of the classes of
+    the inputs on which the latent fires, each input counting once. NaN for latents that
+    never fire (no distribution).
     """
-    total = class_activation.sum(0)
+    total = class_mass.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        p = class_activation / total
+        p = class_mass / total
         terms = np.where(p > 0, -p * np.log(np.where(p > 0, p, 1.0)), 0.0)
     return np.where(total > 0, terms.sum(0), np.nan)
 

@@ -9,6 +9,9 @@ Reconstruction (SAEBench core, over the whole split)
   * ``explained_variance`` -- ``1 - normalized_mse``
   * ``cosine_similarity`` -- mean over rows of ``cos(x, x_hat)``
   * ``l2_norm_in``, ``l2_norm_out``, ``l2_ratio`` -- means over rows of ``||x||``, ``||x_hat||``, ``||x_hat|| / ||x||``
+  * a score undefined on a row (``cos`` when ``x`` or ``x_hat`` is zero, ``l2_ratio`` when ``x`` is zero) is the
+    mean over the rows where it is defined; ``undefined_rows`` counts those left out, ``zero_input_rows`` the
+    all-zero rows and ``rows_without_active_latent`` the rows on which no latent fires
   * ``relative_reconstruction_bias`` -- ``E||x_hat||^2 / E<x, x_hat>`` (Gated SAE paper eq. 10; 1 is unbiased)
 Sparsity
   * ``l0`` / ``l1`` -- mean over rows of the number of latents with ``f > 0`` / of ``sum |f|``
@@ -21,13 +24,20 @@ Sparsity
     encoder column / decoder row (near-duplicates)
   * ``average_activation`` -- quantiles over latents of the mean activation ``sum_rows f_i / n``
   * ``feature_density_histogram`` -- counts of ``log10 p_i`` in 0.1-decade bins, and the never-firing count
-Per latent (``latents.csv``, ``latents.npz``): density, activations, dead/dense flags, label entropy
-(``-sum_c q_c ln q_c`` with ``q_c`` the share of the latent's activation on class c), the
-neuron and standard-basis alignment of its encoder and decoder vectors (largest ``|cos|``,
-:mod:`saesuite.alignment`), its top-k rows, and for a hook in CLIP's joint space (attnpool)
-the class names whose text embeddings are nearest its decoder direction.
+Per latent (``latents.csv``, ``latents.npz``): density, activations, dead/dense flags, two label
+entropies ``-sum_c q_c ln q_c``: ``label_entropy`` is activation-weighted (``q_c`` the share of the
+latent's activation on class c, the baseline's definition), ``label_entropy_firing`` counts each
+input it fires on once (``q_c`` the share of those inputs in class c); the neuron and
+standard-basis alignment of its encoder and decoder vectors (largest ``|cos|``,
+:mod:`saesuite.alignment`; ``alignment.chance`` gives the same statistics for random unit
+directions), its top-k rows, and for a hook in CLIP's joint space (attnpool) the class names
+whose text embeddings are nearest its decoder direction.
 Downstream (:mod:`saesuite.fidelity`, when a dataset is given): zero-shot accuracy clean /
-spliced / mean-ablated and the fraction recovered.
+spliced / mean-ablated, the fraction recovered and chance accuracy ``1 / classes``.
+
+Any cache in the documented format works, also one no open_clip model made (synthetic
+activations, a user's own model): the metrics that need the backbone (neuron alignment,
+text names, zero-shot fidelity) are then null, and ``skipped`` says why for each.
 """
 
 from __future__ import annotations
@@ -41,8 +51,14 @@ import torch
 from torch.utils.data import Subset
 from tqdm.auto import tqdm
 
-from saesuite.alignment import basis_alignment, max_abs_cosine, max_cosine_with_others, neuron_directions
-from saesuite.backbones import Backbone, load_backbone
+from saesuite.alignment import (
+    basis_alignment,
+    chance_alignment,
+    max_abs_cosine,
+    max_cosine_with_others,
+    neuron_directions,
+)
+from saesuite.backbones import Backbone, load_backbone, not_an_open_clip_site
 from saesuite.cache import ActivationCache, resolve_device, write_json_atomic
 from saesuite.data import DatasetSpec, load_dataset
 from saesuite.errors import CacheError, ConfigError
@@ -72,6 +88,8 @@ class EvalConfig:
     fidelity_images: int | None = None  # images of the zero-shot fidelity test (None: all)
     batch_size: int = 256  # images per forward pass of the fidelity test
     grid_latents: int = 6  # latents per top-k image grid figure
+    chance_directions: int = 4096  # random unit directions of the alignment chance level
+    chance_seed: int = 0  # seed of those directions
 
 
 def encode_chunks(sae: SAE, cache: ActivationCache, chunk_rows: int, device: str):
@@ -118,7 +136,7 @@ def stream_split(sae: SAE, cache: ActivationCache, labels: np.ndarray, n_classes
     recon = ReconstructionStats(cache.n, cache.d, cfg.near_zero_threshold)
     latent = LatentStats(sae.d_sae, n_classes, cfg.device)
     topk = StreamingTopK(sae.d_sae, cfg.top_k)
-    top_images = TopActivatingImages(cfg.top_images, cfg.latents_per_image)
+    top_images = TopActivatingImages(cfg.top_images, min(cfg.latents_per_image, sae.d_sae))
     heat = np.zeros((min(cfg.heatmap_rows, cache.n), sae.d_sae), np.float32)
     labels_t = torch.from_numpy(labels)
     with tqdm(total=cache.n, unit="row", desc=f"evaluating SAE on {cache.manifest['model']}") as bar:
@@ -164,32 +182,44 @@ def latent_table(stats: dict, n: int, cfg: EvalConfig) -> pd.DataFrame:
             "dead": total <= cfg.dead_threshold,
             "dense": fire / n > cfg.dense_threshold,
             "label_entropy": entropy,
+            "label_entropy_firing": label_entropy(sums["class_fire_count"]),
             "top_class": np.where(total > 0, mass.argmax(0), -1),
             "top_class_share": top_share,
         }
     )
 
 
-def add_geometry(table: pd.DataFrame, sae: SAE, backbone: Backbone) -> str | None:
-    """Add near-duplicate and alignment columns to ``table`` in place; return the neurons' name (or None)."""
+def add_geometry(table: pd.DataFrame, sae: SAE, backbone: Backbone | None, cfg: EvalConfig) -> tuple[dict, str | None]:
+    """Add near-duplicate and alignment columns to ``table`` in place.
+
+    Returns what the alignment was measured against (``neurons``, ``neurons_description``,
+    ``n_neurons``, and the ``chance`` level of random directions) and why neuron alignment
+    was skipped (None when it was not).
+    """
     w_enc, w_dec = sae.W_enc.detach().T, sae.W_dec.detach()  # [F, d] each
     table["max_cos_other_encoder"] = max_cosine_with_others(w_enc)
     table["max_cos_other_decoder"] = max_cosine_with_others(w_dec)
     table["encoder_basis_alignment"] = basis_alignment(w_enc)
     table["decoder_basis_alignment"] = basis_alignment(w_dec)
-    neurons = neuron_directions(backbone)
+    neurons = neuron_directions(backbone) if backbone is not None else None
+    info = {"neurons": None, "neurons_description": None, "n_neurons": None}
     if neurons is None:
-        return None
-    directions, name = neurons
+        info["chance"] = chance_alignment(cfg.chance_directions, sae.d_in, cfg.chance_seed, cfg.alignment_threshold)
+        if backbone is None:
+            return info, "no backbone"
+        return info, f"hook {backbone.hook} has no single layer of units writing into it"
+    directions, name, what = neurons
+    directions = directions.to(w_dec.device)
     for part, w in (("encoder", w_enc), ("decoder", w_dec)):
-        table[f"{part}_neuron_alignment"], table[f"{part}_neuron"] = max_abs_cosine(w, directions.to(w.device))
-    return name
+        table[f"{part}_neuron_alignment"], table[f"{part}_neuron"] = max_abs_cosine(w, directions)
+    info.update(neurons=name, neurons_description=what, n_neurons=len(directions))
+    info["chance"] = chance_alignment(cfg.chance_directions, sae.d_in, cfg.chance_seed, cfg.alignment_threshold,
+                                      directions)
+    return info, None
 
 
-def add_text_names(table: pd.DataFrame, sae: SAE, backbone: Backbone, classes: list[str], cfg: EvalConfig) -> dict | None:
-    """Nearest class-name text embeddings of each decoder direction (attnpool only); returns the summary."""
-    if backbone.hook.site != "attnpool":
-        return None
+def add_text_names(table: pd.DataFrame, sae: SAE, backbone: Backbone, classes: list[str], cfg: EvalConfig) -> dict:
+    """Nearest class-name text embeddings of each decoder direction (for attnpool hooks); returns the summary."""
     text = class_text_embeddings(backbone, classes, cfg.prompt)
     indices, cosines = name_latents(sae.W_dec.detach(), text, classes, cfg.text_names)
     table["text_names"] = ["|".join(classes[i] for i in row) for row in indices]
@@ -212,13 +242,28 @@ def density_histogram(fire_count: np.ndarray, n: int) -> dict:
     return {"log10_edges": edges.tolist(), "counts": counts.tolist(), "never_fire": int((~alive).sum())}
 
 
-def summary_metrics(table: pd.DataFrame, recon: dict, cfg: EvalConfig, n_classes: int, neurons: str | None) -> dict:
-    """The scalar and distribution metrics of ``metrics.json`` from the per-latent table."""
+def entropy_summary(entropy: np.ndarray, n_classes: int, weighting: str) -> dict:
+    """Mean and median over firing latents (``entropy`` NaN for the others) of a label entropy ``[F]``."""
+    alive = entropy[~np.isnan(entropy)]
+    return {
+        "weighting": weighting,
+        "units": "nats",
+        "n_classes": n_classes,
+        "max_possible": float(np.log(n_classes)) if n_classes else 0.0,
+        "mean": float(alive.mean()) if len(alive) else None,
+        "median": float(np.median(alive)) if len(alive) else None,
+    }
+
+
+def summary_metrics(table: pd.DataFrame, recon: dict, cfg: EvalConfig, n_classes: int, alignment: dict) -> dict:
+    """The scalar and distribution metrics of ``metrics.json`` from the per-latent table.
+
+    ``alignment``: what :func:`add_geometry` returned (the neurons and the chance level).
+    """
     density = table["lifetime_sparsity"].to_numpy()
     mean_lifetime = float(density.mean())
     if not np.isclose(mean_lifetime, recon["population_sparsity"], rtol=1e-9, atol=1e-12):
         raise RuntimeError(f"mean lifetime sparsity {mean_lifetime} differs from population sparsity {recon['population_sparsity']}")
-    alive_entropy = table["label_entropy"].dropna().to_numpy()
     out = {
         **recon,
         "mean_lifetime_sparsity": mean_lifetime,
@@ -230,13 +275,8 @@ def summary_metrics(table: pd.DataFrame, recon: dict, cfg: EvalConfig, n_classes
         "mean_max_cosine_decoder": float(table["max_cos_other_decoder"].mean()),
         "average_activation": _quantiles(table["mean_activation"].to_numpy()),
         "feature_density_histogram": density_histogram(table["fire_count"].to_numpy(), recon["n"]),
-        "label_entropy": {
-            "units": "nats",
-            "n_classes": n_classes,
-            "max_possible": float(np.log(n_classes)) if n_classes else 0.0,
-            "mean": float(alive_entropy.mean()) if len(alive_entropy) else None,
-            "median": float(np.median(alive_entropy)) if len(alive_entropy) else None,
-        },
+        "label_entropy": entropy_summary(table["label_entropy"].to_numpy(), n_classes, "activation"),
+        "label_entropy_firing": entropy_summary(table["label_entropy_firing"].to_numpy(), n_classes, "firing count"),
     }
     t = cfg.alignment_threshold
     align = {"threshold": t}
@@ -244,12 +284,11 @@ def summary_metrics(table: pd.DataFrame, recon: dict, cfg: EvalConfig, n_classes
         basis = table[f"{part}_basis_alignment"].to_numpy()
         align[f"basis_{part}_mean"] = float(basis.mean())
         align[f"basis_{part}_fraction_above"] = float((basis > t).mean())
-        if neurons is not None:
+        if alignment["neurons"] is not None:
             cos = table[f"{part}_neuron_alignment"].to_numpy()
             align[f"neuron_{part}_mean"] = float(cos.mean())
             align[f"neuron_{part}_fraction_above"] = float((cos > t).mean())
-    align["neurons"] = neurons
-    out["alignment"] = align
+    out["alignment"] = {**align, **alignment}
     return out
 
 
@@ -279,6 +318,8 @@ def evaluate_sae(
     The backbone the cache names (its weights tag, or its random-weight seed) is loaded
     for neuron alignment and text naming. With ``dataset`` (the images the cache was
     made from) the zero-shot fidelity test runs too; without it ``fidelity`` is null.
+    A cache no open_clip model made (its model or hook is not open_clip's) loads no
+    backbone: those metrics are null, and ``skipped`` gives the reason of each.
     """
     device = str(resolve_device(cfg.device))
     sae, sae_cfg, cache = _open_matching(sae_dir, cache_dir, device)
@@ -288,11 +329,19 @@ def evaluate_sae(
     recon = stats["recon"].result(cache.d, sae.d_sae)
     table = latent_table(stats, stats["recon"].n, cfg)
     m = cache.manifest
-    backbone = load_backbone(m["model"], m.get("pretrained"), m["hook"], device, init_seed=m.get("init_seed") or 0)
-    neurons = add_geometry(table, sae, backbone)
-    naming = add_text_names(table, sae, backbone, classes, cfg)
+    no_backbone = not_an_open_clip_site(m["model"], m["hook"])
+    backbone = None
+    if no_backbone is None:
+        backbone = load_backbone(m["model"], m.get("pretrained"), m["hook"], device, init_seed=m.get("init_seed") or 0)
+    alignment, skip_neurons = add_geometry(table, sae, backbone, cfg)
+    skipped = {"neuron_alignment": no_backbone or skip_neurons, "text_naming": no_backbone, "fidelity": no_backbone}
+    if backbone is not None and backbone.hook.site != "attnpool":
+        skipped["text_naming"] = f"hook {backbone.hook} is not in CLIP's joint image-text space (attnpool is)"
+    if backbone is not None and dataset is None:
+        skipped["fidelity"] = "no dataset given (the images the cache was made from)"
+    naming = add_text_names(table, sae, backbone, classes, cfg) if skipped["text_naming"] is None else None
     fidelity = None
-    if dataset is not None:
+    if skipped["fidelity"] is None:
         images = load_dataset(dataset, m["split"], transform=backbone.preprocess)
         _check_backbone_matches_cache(backbone, images, cache, np.flatnonzero(stats["valid"])[:4], device)
         mean = torch.from_numpy(stats["recon"].mean).float()
@@ -302,9 +351,10 @@ def evaluate_sae(
             prompt=cfg.prompt, batch_size=cfg.batch_size, device=device,
         )
     metrics = {
-        **summary_metrics(table, recon, cfg, len(classes), neurons),
+        **summary_metrics(table, recon, cfg, len(classes), alignment),
         "text_naming": naming,
         "fidelity": fidelity,
+        "skipped": skipped,
         "d_in": sae.d_in,
         "d_sae": sae.d_sae,
         "architecture": sae.architecture,
@@ -331,6 +381,7 @@ def evaluate_sae(
         mean_activation=table["mean_activation"].to_numpy(),
         fire_count=table["fire_count"].to_numpy(),
         label_entropy=table["label_entropy"].to_numpy(),
+        label_entropy_firing=table["label_entropy_firing"].to_numpy(),
         topk_indices=topk.indices.numpy(),
         topk_values=topk.values.numpy(),
     )

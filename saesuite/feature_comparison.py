@@ -13,6 +13,12 @@ shuffled against A's by a permutation (the null):
 Cross-model feature matching uses activations on the same images, never decoder
 cosines (the two SAEs live in different spaces). Features alive for the overlap
 (positive on at least ``k`` images) are the ones that take part in both pairings.
+
+Rows of zeros (an image on which no latent fires, an all-zero activation row) have no
+cosine: mutual kNN leaves them out of its rows (counted in :meth:`PairComparison.excluded`).
+Every other score is defined on them: top-k sets take positive rows only, CKA and the
+feature correlations (of columns, across images) count a zero row as an observation, and
+a feature constant over the images (no correlation) takes no part in the correlation pairing.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from saesuite.chance import disjoint_halves
 from saesuite.cka import LinearCKA, rbf_cka
 from saesuite.errors import ConfigError
 from saesuite.knn import knn_indices, mutual_knn_from_indices, nonzero_rows, relabel_neighbours
@@ -44,7 +51,8 @@ class CompareSettings:
     correlation_threshold: float = 0.5  # ... or its activation correlation is at least this
     correlation_candidates: int = 32  # per feature, the best-correlated partners kept for matching
     permutations: int = 100  # R of the permutation null
-    folds: int = 5  # disjoint folds of images for the spread
+    interval_splits: int = 50  # random splits into two disjoint halves for each score's interval; 0: none
+    interval_level: float = 0.95  # coverage of the interval
     seed: int = 0
     block: int = 2048  # feature columns per block of a sparse product
 
@@ -76,6 +84,11 @@ class Side:
 
 def _subset(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(n, size, replace=False)) if size < n else np.arange(n)
+
+
+def _positions(rows: np.ndarray, subset: np.ndarray) -> np.ndarray:
+    """Positions within sorted ``rows`` of the members of sorted ``subset`` that ``rows`` holds."""
+    return np.searchsorted(rows, np.intersect1d(rows, subset))
 
 
 class _CorrelationCandidates:
@@ -143,12 +156,15 @@ def pair_correlations(codes_a: sp.csr_matrix, codes_b: sp.csr_matrix, fa: np.nda
 class PairComparison:
     """Scores of side A against side B; ``scores(perm)`` recomputes them with B's images permuted.
 
-    Statistics restricted to a subset of images (kNN, RBF CKA) permute B within that subset.
-    Top-k sets and kNN lists are permutation-equivariant, so under a permutation they are
-    relabelled rather than searched again (the same sets, up to the tie rule).
+    Statistics restricted to a subset of images (kNN, RBF CKA) permute B within that subset;
+    ``rbf_rows`` and ``knn_rows`` give those subsets (sorted row indices), else they are drawn.
+    RBF CKA's minibatches are a random partition of its rows (dataset order may be sorted by
+    class), the same for A and B. Top-k sets and kNN lists are permutation-equivariant, so under
+    a permutation they are relabelled rather than searched again (the same sets, up to the tie rule).
     """
 
-    def __init__(self, a: Side, b: Side, settings: CompareSettings, rng: np.random.Generator):
+    def __init__(self, a: Side, b: Side, settings: CompareSettings, rng: np.random.Generator,
+                 rbf_rows: np.ndarray | None = None, knn_rows: np.ndarray | None = None):
         self.a, self.b, self.s = a, b, settings
         self.n = n = len(a.x)
         if len(b.x) != n:
@@ -157,11 +173,34 @@ class PairComparison:
             raise ConfigError(f"top-k with k={settings.k} needs at least k images; there are {n}")
         self.cka_x, self.cka_c = LinearCKA(a.x, settings.block), LinearCKA(a.codes, settings.block)
         self.yy_x, self.yy_c = self.cka_x.self_moments(b.x), self.cka_c.self_moments(b.codes)
-        self.rbf_rows = _subset(n, settings.rbf_rows, rng)
-        self.knn_rows = _subset(n, settings.knn_rows, rng)
+        self.rbf_rows = _subset(n, settings.rbf_rows, rng) if rbf_rows is None else np.asarray(rbf_rows, np.int64)
+        self.rbf_batches = self.rbf_rows[rng.permutation(len(self.rbf_rows))]  # batch i: consecutive rows of this order
+        self.knn_rows = _subset(n, settings.knn_rows, rng) if knn_rows is None else np.asarray(knn_rows, np.int64)
+        self.knn_x_rows = self.knn_rows[nonzero_rows(a.x[self.knn_rows], b.x[self.knn_rows])]
         self.knn_code_rows = self.knn_rows[nonzero_rows(a.codes[self.knn_rows], b.codes[self.knn_rows])]
-        self.knn_x = self._knn(a.x, b.x, self.knn_rows)
+        self.knn_x = self._knn(a.x, b.x, self.knn_x_rows)
         self.knn_c = self._knn(a.codes, b.codes, self.knn_code_rows)
+
+    def sizes(self) -> dict[str, int]:
+        """Rows each subset-based score runs on (the others use all ``n``)."""
+        return {"rbf_cka": len(self.rbf_rows), "rbf_cka_codes": len(self.rbf_rows),
+                "mutual_knn": len(self.knn_x_rows), "mutual_knn_codes": len(self.knn_code_rows)}
+
+    def excluded(self) -> dict[str, int]:
+        """Rows of a score's subset left out because the score is undefined on them (rows of zeros)."""
+        return {"mutual_knn": len(self.knn_rows) - len(self.knn_x_rows),
+                "mutual_knn_codes": len(self.knn_rows) - len(self.knn_code_rows)}
+
+    def halves(self, rng: np.random.Generator) -> tuple["PairComparison", "PairComparison"]:
+        """Two comparisons on disjoint random halves of the images; each subset-based score runs on half of its subset."""
+        strata = np.zeros(self.n, np.int64)
+        strata[self.rbf_rows] += 1
+        strata[self.knn_rows] += 2
+        out = []
+        for rows in disjoint_halves(strata, rng):
+            out.append(PairComparison(self.a.rows(rows, self.s.k), self.b.rows(rows, self.s.k), self.s, rng,
+                                      rbf_rows=_positions(rows, self.rbf_rows), knn_rows=_positions(rows, self.knn_rows)))
+        return out[0], out[1]
 
     def _knn(self, xa, xb, rows):
         if len(rows) <= self.s.knn_k:
@@ -196,10 +235,10 @@ class PairComparison:
         corr_scores = _lookup(corr, cr, cc)
         out.update(_pairing_fractions("correlation_pairing", corr_scores >= s.correlation_threshold, len(fa), len(fb)))
 
-        sub = self.rbf_rows
+        sub = self.rbf_batches
         sigma = np.arange(len(sub)) if perm is None else rng.permutation(len(sub))
-        out["rbf_cka"] = rbf_cka(a.x[sub], b.x[sub][sigma], fraction=s.rbf_fraction, batch=s.rbf_batch)
-        out["rbf_cka_codes"] = rbf_cka(a.codes[sub], b.codes[sub][sigma], fraction=s.rbf_fraction, batch=s.rbf_batch)
+        for key, xa, xb in (("rbf_cka", a.x, b.x), ("rbf_cka_codes", a.codes, b.codes)):
+            out[key] = rbf_cka(xa[sub], xb[sub][sigma], fraction=s.rbf_fraction, batch=s.rbf_batch) if len(sub) >= 4 else None
         for key, knn in (("mutual_knn", self.knn_x), ("mutual_knn_codes", self.knn_c)):
             if knn is None:
                 out[key] = None

@@ -15,6 +15,7 @@ replaced; for ``attnpool`` the hooked activation is the image embedding itself.
 ``fraction_recovered = (acc_spliced - acc_ablated) / (acc_clean - acc_ablated)``
 (null when clean and ablated accuracies are equal); the same ratio on the
 cross-entropy of the zero-shot logits (``logit_scale * cos``) is ``ce_loss_recovered``.
+``chance_accuracy`` is ``1 / classes``, the accuracy of a uniform guess.
 """
 
 from __future__ import annotations
@@ -150,6 +151,7 @@ def zero_shot_fidelity(
         "prompt": prompt,
         **{f"accuracy_{v}": a for v, a in zip(VARIANTS, acc)},
         **{f"ce_loss_{v}": c for v, c in zip(VARIANTS, loss)},
+        "chance_accuracy": 1.0 / len(classes),  # guessing uniformly among the classes
         "fraction_recovered": recovered(acc[0], acc[1], acc[2]),
         "ce_loss_recovered": recovered(loss[0], loss[1], loss[2]),
         "prediction_agreement": agree / n,

@@ -65,3 +65,25 @@ def frontier(tables: list[str | Path], out: str | Path) -> None:
     note = f"\n(not shown, L0 = 0: {', '.join(silent['model'] + ' ' + silent['name'])})" if len(silent) else ""
     ax.set_title("sparsity / fidelity frontier" + note, fontsize=9 if note else None)
     _save(fig, out)
+
+
+def compare_sweep(table: str | Path, out: str | Path, names: tuple[str, str]) -> None:
+    """The cross-model scores of every SAE name both models trained against their L0 (compare_sweep's table)."""
+    frame = pd.read_csv(table)
+    frame["l0"] = np.sqrt(frame["l0_a"] * frame["l0_b"])  # geometric mean of the two SAEs' L0
+    frame = frame[frame["l0"] > 0].sort_values("l0")
+    a, b = names
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for column, label in (("topk_overlap", f"top-k overlap {a}→{b}"), ("topk_overlap_b_to_a", f"top-k overlap {b}→{a}"),
+                          ("debiased_cka_codes", "debiased CKA of the codes")):
+        ax.plot(frame["l0"], frame[column], marker="o", label=label)
+    for _, row in frame.iterrows():
+        ax.annotate(f"{row['name']}\nL0 {b}/{a} {row['l0_ratio']:.2g}", (row["l0"], row["debiased_cka_codes"]),
+                    fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("L0 (geometric mean of the two SAEs)")
+    ax.set_ylabel("score")
+    ax.legend(fontsize=7)
+    ax.set_title("comparison along the sweep")
+    _save(fig, out)

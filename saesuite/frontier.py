@@ -33,13 +33,17 @@ def frontier_point(sae_dir: str | Path, cache: ActivationCache, chunk_rows: int 
 
 def frontier_table(sae_dirs: dict[str, str | Path], cache_dir: str | Path, chunk_rows: int = 8192,
                    device: str = "cpu") -> pd.DataFrame:
-    """One row per SAE of a sweep: its name, architecture, k, L1 coefficient, L0, explained variance, mse."""
+    """One row per SAE of a sweep: its name, architecture, k, L1 coefficient, L0, explained variance, mse.
+
+    The L1 coefficient is empty (NA) for TopK SAEs, whose loss has no L1 term; k is empty for ReLU SAEs.
+    """
     cache = ActivationCache.open(cache_dir)
     rows = []
     for name, path in sae_dirs.items():
         cfg = json.loads((Path(path) / "cfg.json").read_text())
         training = cfg["training"]
         rows.append({"name": name, "model": cfg["model"], "architecture": training["architecture"],
-                     "k": training["k"], "l1_coefficient": training["l1_coefficient"],
+                     "k": training["k"],
+                     "l1_coefficient": None if training["architecture"] == "topk" else training["l1_coefficient"],
                      **frontier_point(path, cache, chunk_rows, device)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).astype({"k": "Int64"})  # an integer column with NA, written 32 and empty

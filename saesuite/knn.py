@@ -3,9 +3,10 @@
 For each image ``i`` the ``k`` nearest other images by cosine similarity in each
 representation (the image itself excluded); the score is the mean over images of
 ``|N_x(i) ∩ N_y(i)| / k``. Independent representations score ``k / (n - 1)`` in
-expectation. Rows with zero norm have no cosine and must be dropped first
-(:func:`nonzero_rows`). Equal distances are ordered as scikit-learn's brute-force
-search orders them (by distance, then a stable sort by index).
+expectation. Rows with zero norm have no cosine: :func:`knn_indices` refuses them,
+:func:`mutual_knn` and the comparison leave them out (:func:`nonzero_rows`). Equal
+distances are ordered as scikit-learn's brute-force search orders them (by distance,
+then a stable sort by index).
 """
 
 from __future__ import annotations
@@ -52,5 +53,7 @@ def relabel_neighbours(ib: np.ndarray, perm: np.ndarray) -> np.ndarray:
 
 
 def mutual_knn(x, y, k: int) -> float:
-    """Mutual kNN alignment of ``x [n, p]`` and ``y [n, q]`` (cosine, self excluded); chance ``k / (n - 1)``."""
-    return mutual_knn_from_indices(knn_indices(x, k), knn_indices(y, k))
+    """Mutual kNN alignment of ``x [n, p]`` and ``y [n, q]`` (cosine, self excluded) over the rows that are
+    non-zero in both (cosine is undefined on a row of zeros); chance ``k / (n' - 1)`` for those ``n'`` rows."""
+    keep = nonzero_rows(x, y)
+    return mutual_knn_from_indices(knn_indices(x[keep], k), knn_indices(y[keep], k))

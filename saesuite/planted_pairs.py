@@ -120,5 +120,5 @@ def run_planted_config(config: dict) -> tuple[dict, list[dict]]:
 
     validate(config, "planted_compare")
     cfg = PlantedPairConfig(**config["planted"])
-    settings = CompareSettings(**config["settings"], permutations=0, folds=0)
+    settings = CompareSettings(**config["settings"], permutations=0, interval_splits=0)
     return evaluate_planted(cfg, settings), cka_sweep(cfg, settings, list(config["shared_fractions"]))

@@ -43,13 +43,17 @@ from tqdm.auto import tqdm
 from saesuite.cache import ActivationCache, resolve_device
 from saesuite.dead import auxk_loss, resample_dead
 from saesuite.errors import ConfigError, TrainingError
+from saesuite import objectives
+from saesuite.objectives import RECONSTRUCTIONS
+from saesuite.recipes import recipe_values
 from saesuite.sae import SAE, save_sae
 from saesuite.sampling import SampleOrder, prefetch
 
 CHECKPOINT = "checkpoint.pt"
 SAELENS_ARCHITECTURE = {"relu": "standard", "topk": "topk"}
-DEAD_METHODS = ("auto", "none", "resample", "auxk")
+DEAD_METHODS = ("auto", "none", "resample", "auxk", "ghost_grads")
 B_DEC_INITS = ("geometric_median", "mean", "zeros")
+ENCODER_INITS = ("scaled_transpose", "kaiming_uniform")
 # Options that define the batch stream: every SAE trained in one pass must share them.
 SHARED = ("batch_size", "samples", "seed", "device", "dtype", "shuffle", "shuffle_block_rows",
           "shuffle_window_blocks", "normalize_activations", "b_dec_init", "b_dec_init_samples",
@@ -60,10 +64,13 @@ SHARED = ("batch_size", "samples", "seed", "device", "dtype", "shuffle", "shuffl
 class TrainConfig:
     """Every knob of a training run; defaults are the paper's (the seed's recipe)."""
 
+    recipe: str = "modern"  # a name of saesuite.recipes.RECIPES: the values below it changes
     architecture: str = "relu"
     expansion: int = 16
     k: int | None = None
     l1_coefficient: float = 8e-5
+    reconstruction: str = "mse"
+    encoder_init: str = "scaled_transpose"
     lr: float = 4e-4
     adam_betas: tuple[float, float] = (0.9, 0.999)
     batch_size: int = 1024
@@ -77,7 +84,7 @@ class TrainConfig:
     lr_warmup_samples: int = 65_536
     lr_decay_fraction: float = 0.2
     l1_warmup_samples: int = 131_072
-    grad_clip_norm: float = 1.0
+    grad_clip_norm: float | None = 1.0
     dead_window_samples: int = 262_144
     dead_latent_method: str = "auto"
     resample_every_samples: int = 524_288
@@ -98,6 +105,10 @@ class TrainConfig:
             raise ConfigError("architecture topk needs k (active latents per input)")
         if self.dead_latent_method not in DEAD_METHODS:
             raise ConfigError(f"dead_latent_method {self.dead_latent_method!r}: choose one of {', '.join(DEAD_METHODS)}")
+        if self.reconstruction not in RECONSTRUCTIONS:
+            raise ConfigError(f"reconstruction {self.reconstruction!r}: choose one of {', '.join(RECONSTRUCTIONS)}")
+        if self.encoder_init not in ENCODER_INITS:
+            raise ConfigError(f"encoder_init {self.encoder_init!r}: choose one of {', '.join(ENCODER_INITS)}")
         if self.b_dec_init not in B_DEC_INITS:
             raise ConfigError(f"b_dec_init {self.b_dec_init!r}: choose one of {', '.join(B_DEC_INITS)}")
         if self.dtype not in ("float32", "bfloat16"):
@@ -107,11 +118,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
+        """The recipe's values (``values["recipe"]``, default ``modern``), then ``values`` over them."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
-        values = dict(values)
+        values = {**recipe_values(values.get("recipe", "modern")), **values}
         if "adam_betas" in values:
             values["adam_betas"] = tuple(values["adam_betas"])
         return cls(**values)
@@ -177,10 +189,13 @@ def init_sae(d: int, cfg: TrainConfig, b_dec: np.ndarray) -> SAE:
     with torch.no_grad():
         sae.W_dec.copy_(torch.randn(sae.d_sae, d, generator=generator))
         sae.normalize_decoder()
-        # W_enc = c * W_dec.T. ReLU: for random unit rows sum_i relu(w_i.v) w_i is about F/(2d) v, so
-        # c = 2d/F makes the first reconstruction of a centred input about its own size. TopK: c = 1
-        # (the k best-aligned rows reconstruct a part of v), as in Gao et al.
-        sae.W_enc.copy_(sae.W_dec.T * (2 * d / sae.d_sae if cfg.architecture == "relu" else 1.0))
+        if cfg.encoder_init == "kaiming_uniform":  # Fry 2024: W_enc [d, F] drawn on its own
+            torch.nn.init.kaiming_uniform_(sae.W_enc, generator=generator)
+        else:
+            # W_enc = c * W_dec.T. ReLU: for random unit rows sum_i relu(w_i.v) w_i is about F/(2d) v, so
+            # c = 2d/F makes the first reconstruction of a centred input about its own size. TopK: c = 1
+            # (the k best-aligned rows reconstruct a part of v), as in Gao et al.
+            sae.W_enc.copy_(sae.W_dec.T * (2 * d / sae.d_sae if cfg.architecture == "relu" else 1.0))
         sae.b_dec.copy_(torch.as_tensor(b_dec, dtype=torch.float32))
     return sae
 
@@ -221,37 +236,30 @@ class Trainer:
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16")
         with autocast:
             pre = sae.pre_acts(x)
-            if cfg.architecture == "topk":
-                values, indices = sae.topk_code(pre)
-                x_hat = sae.decode_sparse(values, indices) + sae.b_dec
-                active = torch.zeros(sae.d_sae, dtype=torch.bool, device=x.device)
-                active[indices[values > 0]] = True
-                code = values
-                sparsity = values.float().sum(1).mean()  # logged as l1
-            else:
-                f = code = torch.relu(pre)
-                x_hat = torch.addmm(sae.b_dec, f, sae.W_dec)
-                active = f.amax(0) > 0
-                # sum_i f_i ||W_dec[i]|| with unit decoder rows is sum_i f_i; the norm's gradient is parallel
-                # to each row and would be projected out by remove_parallel_grad, so it is not formed.
-                sparsity = f.sum(1).mean()
-            mse = (x_hat.float() - x).pow(2).mean()
-            loss = mse + (l1_coef * sparsity if cfg.architecture == "relu" else 0.0)
+            x_hat, code, active = self._forward(pre)
+            recon = RECONSTRUCTIONS[cfg.reconstruction](x_hat.float(), x)
+            sparsity = objectives.l1(code.float())
+            terms = {"mse": recon.mean()}
+            if cfg.architecture == "relu":
+                terms["l1"] = l1_coef * sparsity
             dead = self.dead_mask()
-            aux = torch.zeros((), device=x.device)
             if cfg.dead_method == "auxk" and bool(dead.any()):
-                aux = auxk_loss(sae, pre, x - x_hat.detach().float(), dead, cfg.auxk_k or x.shape[1] // 2)
-                loss = loss + cfg.auxk_coefficient * aux
+                terms["auxk"] = cfg.auxk_coefficient * auxk_loss(
+                    sae, pre, x - x_hat.detach().float(), dead, cfg.auxk_k or x.shape[1] // 2)
+            if cfg.dead_method == "ghost_grads" and bool(dead.any()):
+                terms["ghost"] = objectives.ghost_grads_loss(pre[:, dead].float(), sae.W_dec[dead], x - x_hat.float(), recon)
+            loss = sum(terms.values())
         if not torch.isfinite(loss):
             raise TrainingError(
-                f"{self.out_dir}: loss became {loss.item()} at step {step} (mse={mse.item()}, "
+                f"{self.out_dir}: loss became {loss.item()} at step {step} (mse={terms['mse'].item()}, "
                 f"sparsity={sparsity.item()}). The last good checkpoint is kept in {self.out_dir / CHECKPOINT} "
                 "if one was written; lower the learning rate or check the cache for extreme values."
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         sae.remove_parallel_grad()
-        torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip_norm, foreach=True)
+        if cfg.grad_clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip_norm, foreach=True)
         self.optimizer.step()
         sae.normalize_decoder()
         self.since_fired.add_(len(x)).masked_fill_(active, 0)
@@ -263,13 +271,25 @@ class Trainer:
             resid = (x - x_hat.float()).pow(2).sum()
             total = (x - x.mean(0)).pow(2).sum()
         record = {
-            "step": step, "samples": (step + 1) * cfg.batch_size, "loss": loss.item(), "mse": mse.item(),
+            "step": step, "samples": (step + 1) * cfg.batch_size, "loss": loss.item(), "mse": terms["mse"].item(),
             "l1": sparsity.item(), "l0": (code > 0).sum(1).float().mean().item(), "explained_variance": (1 - resid / total).item(),
-            "dead": int(self.dead_mask().sum()), "lr": lr, "l1_coefficient": l1_coef, "auxk": aux.item(),
-            "resampled": self.resampled,
+            "dead": int(self.dead_mask().sum()), "lr": lr, "l1_coefficient": float(l1_coef),
+            "auxk": float(terms.get("auxk", torch.zeros(())).detach()), "ghost": float(terms.get("ghost", torch.zeros(())).detach()), "resampled": self.resampled,
         }
         self.records.append(record)
         return record
+
+    def _forward(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(x_hat [B, d], code, active [F])`` from the pre-activations: the code is ``f [B, F]``
+        (ReLU) or TopK's values ``[B, k]``, decoded sparsely; ``active`` marks latents that fired."""
+        sae = self.sae
+        if self.cfg.architecture == "topk":
+            values, indices = sae.topk_code(pre)
+            active = torch.zeros(sae.d_sae, dtype=torch.bool, device=pre.device)
+            active[indices[values > 0]] = True
+            return sae.decode_sparse(values, indices) + sae.b_dec, values, active
+        f = torch.relu(pre)
+        return torch.addmm(sae.b_dec, f, sae.W_dec), f, f.amax(0) > 0
 
     def _resample_due(self, step: int) -> bool:
         every = max(1, self.cfg.resample_every_samples // self.cfg.batch_size)
@@ -406,6 +426,7 @@ def sae_config(t: Trainer, cache: ActivationCache, scale: float, extra: dict | N
         "cache_rows": cache.n,
         "seed": cfg.seed,
         "steps": cfg.steps,
+        "recipe": cfg.recipe,
         "dead_latent_method_used": cfg.dead_method,
         "resampled_latents": t.resampled,
         "training": {**asdict(cfg), "adam_betas": list(cfg.adam_betas)},

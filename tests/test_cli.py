@@ -9,7 +9,7 @@ from saesuite.cli import main
 
 def test_help_lists_the_subcommands():
     out = subprocess.run([sys.executable, "-m", "saesuite", "--help"], capture_output=True, text=True, check=True).stdout
-    for command in ("make-cifar10-fixture", "cache", "train", "evaluate", "compare", "verify-cache", "diff-runs"):
+    for command in ("make-cifar10-fixture", "cache", "train", "evaluate", "compare", "verify-cache", "diff-runs", "prefetch-weights"):
         assert command in out
 
 

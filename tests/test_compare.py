@@ -154,7 +154,7 @@ def test_correlation_pairing_with_all_candidates_is_the_dense_hungarian():
     base = sp.random(n, 20, density=0.15, random_state=8, format="csr").toarray()
     codes_b = np.maximum(base[:, rng.permutation(20)] + 0.05 * rng.normal(size=base.shape), 0)
     x = rng.normal(size=(n, 4))
-    settings = CompareSettings(k=5, knn_k=5, correlation_candidates=50, permutations=0, folds=0)
+    settings = CompareSettings(k=5, knn_k=5, correlation_candidates=50, permutations=0, interval_splits=0)
     a, b = Side.build(x, base, 5), Side.build(x, codes_b, 5)
     out = PairComparison(a, b, settings, rng).scores(details=True)
     corr = np.corrcoef(base.T, codes_b.T)[:20, 20:]
@@ -177,7 +177,7 @@ def tiny_saes(caches, tmp_path_factory):
 
 
 def test_compare_end_to_end_on_the_tiny_models(caches, tiny_saes, tmp_path):
-    settings = CompareSettings(k=9, knn_k=5, permutations=9, folds=2)
+    settings = CompareSettings(k=9, knn_k=5, permutations=9, interval_splits=4)
     result = compare_saes(caches[("tiny-RN", "test")], tiny_saes / "tiny-RN", caches[("tiny-ViT", "test")],
                           tiny_saes / "tiny-ViT", tmp_path / "cmp", settings=settings)
     validate(json.loads((tmp_path / "cmp" / "comparison.json").read_text()), "comparison")
@@ -191,9 +191,10 @@ def test_compare_end_to_end_on_the_tiny_models(caches, tiny_saes, tmp_path):
     assert result["mutual_knn"]["analytic_chance"] == pytest.approx(5 / 119)
     for key in ("topk_overlap", "linear_cka", "debiased_cka", "rbf_cka", "mutual_knn"):
         record = result[key]
-        assert record["permutations"] == 9 and record["n"] == 120 and record["spread"]["folds"] == 2
+        assert record["permutations"] == 9 and record["n"] == 120 and record["p_floor"] == pytest.approx(0.1)
         if record["value"] is not None:
-            assert 0.1 <= record["p_value"] <= 1
+            assert 0.1 <= record["p_value"] <= 1 and record["p_at_floor"] == (record["p_value"] == pytest.approx(0.1))
+            assert record["interval"]["splits"] == 4 and record["interval"]["low"] <= record["value"] <= record["interval"]["high"]
     assert result["alive_a"] + result["dead_a"] == result["latents_a"] == 128
     pairs = pd.read_csv(tmp_path / "cmp" / "pairs.csv")
     assert set(pairs["method"]) <= {"overlap", "correlation"}
@@ -204,6 +205,7 @@ def test_compare_end_to_end_on_the_tiny_models(caches, tiny_saes, tmp_path):
     assert same["topk_overlap"]["value"] == 1.0 and same["linear_cka"]["value"] == pytest.approx(1.0)
     assert same["mutual_knn"]["value"] == 1.0 and same["overlap_pairing"]["value"] == 1.0
     assert same["topk_overlap"]["p_value"] == pytest.approx(0.1)  # 1 / (1 + 9): no permutation reaches 1
+    assert same["topk_overlap"]["p_at_floor"] and same["linear_cka"]["interval"]["high"] == pytest.approx(1.0)
     with pytest.raises(ConfigError, match="do not hold the same images"):
         compare_saes(caches[("tiny-RN", "train")], tiny_saes / "tiny-RN", caches[("tiny-ViT", "test")],
                      tiny_saes / "tiny-ViT", tmp_path / "bad")

@@ -106,6 +106,7 @@ def test_zero_shot_accuracies_match_numpy(model, fixture_spec, caches):
     acc = [out[f"accuracy_{v}"] for v in ("clean", "spliced", "ablated")]
     assert out["fraction_recovered"] == recovered(*acc)
     assert out["n_images"] == 40
+    assert out["chance_accuracy"] == 1 / len(classes) == 0.1  # a uniform guess among CIFAR-10's classes
 
 
 def test_recovered_formula():

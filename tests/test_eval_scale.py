@@ -50,7 +50,12 @@ def test_peak_memory_stays_far_below_a_dense_code_matrix(tmp_path):
 
 
 def test_a_progress_bar_counts_the_rows(tmp_path, monkeypatch, capsys):
-    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    import functools
+
+    from saesuite import evaluate
+
+    # the test session sets TQDM_DISABLE, which tqdm reads once, at import: undo it for this bar alone
+    monkeypatch.setattr(evaluate, "tqdm", functools.partial(evaluate.tqdm, disable=False))
     rng = np.random.default_rng(1)
     write_cache(tmp_path / "cache", rng.normal(size=(300, D)), rng.integers(0, 10, 300))
     save_sae(SAE(D, 128), tmp_path / "sae", {"d_in": D, "d_sae": 128, "architecture": "relu", "model": "tiny-ViT", "hook": "resid_cls:2"})

@@ -77,7 +77,7 @@ def built(caches, fixture_spec, tmp_path_factory):
         sae = random_sae(cache, model, hook, base / "sae" / model, seed)
         evaluate_sae(sae, cache, base / "eval" / model, EvalConfig(chunk_rows=64))
         inputs.append(ModelInputs(model, base / "eval" / model, sae, cache))
-    settings = CompareSettings(k=9, knn_k=5, permutations=3, folds=0)
+    settings = CompareSettings(k=9, knn_k=5, permutations=3, interval_splits=0)
     compare_saes(inputs[0].cache_dir, inputs[0].sae_dir, inputs[1].cache_dir, inputs[1].sae_dir, base / "compare",
                  settings=settings)
     dataset = load_dataset(fixture_spec, "test")

@@ -64,3 +64,18 @@ def test_the_frontier_table_has_a_row_per_sae_with_its_settings(sweep):
     for row, path in zip(table.itertuples(), dirs.values()):
         assert row.l0 == pytest.approx(frontier_point(path, cache)["l0"])
     assert json.loads((dirs["relu"] / "cfg.json").read_text())["training"]["l1_coefficient"] == table.loc[0, "l1_coefficient"]
+
+
+def test_a_topk_sae_has_no_l1_coefficient_in_the_frontier(sweep, tmp_path):
+    """TopK's loss has no L1 term: its coefficient is empty in frontier.csv, though its cfg.json stores one (0.0)."""
+    import pandas as pd
+
+    base, dirs, _ = sweep
+    assert json.loads((dirs["topk-4"] / "cfg.json").read_text())["training"]["l1_coefficient"] == 0.0
+    frontier_table(dirs, base / "cache", chunk_rows=32).to_csv(tmp_path / "frontier.csv", index=False)
+    rows = (tmp_path / "frontier.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    topk = dict(zip(header, rows[2].split(",")))
+    assert topk["name"] == "topk-4" and topk["l1_coefficient"] == "" and topk["k"] == "4"
+    table = pd.read_csv(tmp_path / "frontier.csv")
+    assert pd.isna(table.loc[1, "l1_coefficient"]) and table.loc[0, "l1_coefficient"] == 1e-3

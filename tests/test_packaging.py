@@ -119,7 +119,7 @@ def dockerfile_instructions() -> list[str]:
     return [l.strip() for l in text.splitlines() if l.strip() and not l.lstrip().startswith("#")]
 
 
-PREFETCH = "create_model_and_transforms"
+PREFETCH = "saesuite prefetch-weights"
 
 
 def test_a_failed_weight_download_fails_the_image_build_and_the_image_runs_unprivileged():
@@ -148,6 +148,16 @@ def apptainer_sections() -> dict[str, list[str]]:
     return sections
 
 
+def test_the_image_prefetches_every_model_of_the_paper_config_through_the_suite_s_builder():
+    """The weights baked in are the paper config's (model, pretrained) pairs, fetched by
+    `saesuite prefetch-weights`, which builds each as its tag requires (QuickGELU, preprocessing)."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    wanted = sorted(f"{name}:{m['pretrained']}" for name, m in config["models"].items() if m["pretrained"])
+    for text in ("\n".join(dockerfile_instructions()), "\n".join(apptainer_sections()["post"])):
+        fetched = re.search(PREFETCH + r"((?: [\w.-]+:[\w.-]+)+)", text)
+        assert fetched and sorted(fetched.group(1).split()) == wanted
+
+
 def test_the_apptainer_definition_builds_the_dockerfile_s_image():
     """Same base, same files, same install lines from requirements.lock, same weights, same environment."""
     instructions, sections = dockerfile_instructions(), apptainer_sections()
@@ -163,7 +173,7 @@ def test_the_apptainer_definition_builds_the_dockerfile_s_image():
     assert post[0] == "set -eu"  # every step's failure fails the build
     for tool in ("python -m pip", "apt-get install"):
         assert [l for l in post if l.startswith(tool)] == [l for l in docker_steps if l.startswith(tool)], tool
-    download = re.compile(r'python -c "[^"]*' + PREFETCH + r'[^"]*"')
+    download = re.compile(PREFETCH + r"(?: [\w.-]+:[\w.-]+)+")
     assert [download.search(l).group() for l in post if download.search(l)] == download.findall("\n".join(instructions))
     assert "mkdir -p /opt/hf-cache && chmod -R a+rX /opt/hf-cache" in post and "||" not in "\n".join(post)
 

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from saesuite.diff_runs import headline_keys
@@ -16,6 +17,7 @@ from tests.smoke import REPO
 REFERENCE = REPO / "tests" / "reference" / "smoke.json"
 
 
+@pytest.mark.workflow
 def test_the_smoke_run_matches_the_reference_within_its_tolerances(smoke_run):
     proc = subprocess.run([sys.executable, "-m", "saesuite", "diff-runs", str(smoke_run), str(REFERENCE)],
                           capture_output=True, text=True)
@@ -31,7 +33,9 @@ def test_the_reference_gives_every_headline_number_a_measured_tolerance():
     config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
     numbers = reference["numbers"]
     assert sorted(numbers) == sorted(headline_keys(config))
-    assert {"ATEN_CPU_CAPABILITY", "MKL_CBWR"} <= {k for env in reference["conditions"].values() for k in env}
+    conditions = reference["conditions"].values()
+    assert {"ATEN_CPU_CAPABILITY", "MKL_CBWR"} <= {k for c in conditions for k in c["env"]}
+    assert {c["cores"] for c in conditions} == {1, 2}  # and another thread count
     for key, entry in numbers.items():
         # a stated multiple of the spread measured across those conditions (integers: at least one unit)
         floor = 1.0 if float(entry["value"]).is_integer() else 0.0

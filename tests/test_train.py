@@ -165,7 +165,9 @@ def test_auxk_loss_against_a_direct_computation():
         dead_idx = [i for i in range(10) if dead[i]]
         top = sorted(dead_idx, key=lambda i: -pre[b, i])[:2]
         expected.append(sum(max(pre[b, i].item(), 0) * sae.W_dec[i].detach().numpy() for i in top))
-    err = ((np.array(expected) - residual.numpy()) ** 2).mean() / (residual.numpy() ** 2).mean()
+    # Gao et al.'s normalisation: the residual's centred variance (openai sparse_autoencoder normalized_mse)
+    r = residual.numpy()
+    err = ((np.array(expected) - r) ** 2).mean() / ((r - r.mean(0)) ** 2).mean()
     assert got.item() == pytest.approx(err, rel=1e-5)
 
 

@@ -35,19 +35,21 @@ from tests.smoke import SMOKE, paper_targets, snakemake  # noqa: E402
 # Every rule with a job in the smoke run and its paper (`all paper`); tests/test_rule_tests.py
 # keeps this list equal to the workflow's.
 RULES = (
-    "cifar10_fixture", "cache_shard", "gather_cache", "train_sae", "train_seed_sae", "sweep_frontier",
-    "evaluate_sae", "compare_saes", "planted_compare", "eval_figures", "compare_figures",
-    "figure_frontier", "figure_lifetime_sparsity", "figure_training_curve", "explorer", "paper_numbers",
+    "cifar10_fixture", "cache_shard", "gather_cache", "train_sae", "train_seed_sae", "train_replication",
+    "sweep_frontier", "evaluate_sae", "compare_saes", "compare_sweep", "planted_compare", "eval_figures",
+    "compare_figures", "figure_compare_sweep", "figure_frontier", "figure_lifetime_sparsity",
+    "figure_training_curve", "explorer", "paper_numbers",
     "paper_sources", "paper_pdf", "provenance",
 )
 
 
 @pytest.fixture(scope="session")
-def generated(smoke_run, tmp_path_factory) -> Path:
+def generated(smoke_run) -> Path:
     """``snakemake --generate-unit-tests`` over the session's smoke run: per rule, one job's
-    inputs, outputs and a generated test naming its targets."""
-    out = tmp_path_factory.mktemp("generated") / "unit"
+    inputs, outputs and a generated test naming its targets (in the run's working directory,
+    where the generator must write, beside its results/)."""
     workdir = smoke_run.parents[1]
+    out = workdir / ".tests" / "unit"
     snakemake(workdir, "all", *paper_targets(), "--generate-unit-tests", str(out), *SMOKE, cores=1)
     return out
 
@@ -56,8 +58,8 @@ def job_targets(generated_test: Path) -> list[str]:
     """The output files a generated test asks Snakemake for: the list of command-line words
     between ``python -m snakemake`` and ``--snakefile`` in its source."""
     for node in ast.walk(ast.parse(generated_test.read_text())):
-        if isinstance(node, ast.List) and all(isinstance(e, ast.Constant) for e in node.elts):
-            words = [e.value for e in node.elts]
+        if isinstance(node, ast.List):
+            words = [e.value if isinstance(e, ast.Constant) else None for e in node.elts]
             if words[:3] == ["python", "-m", "snakemake"] and "--snakefile" in words:
                 return words[3 : words.index("--snakefile")]
     raise AssertionError(f"{generated_test}: no `python -m snakemake ... --snakefile` command found")
@@ -75,6 +77,6 @@ def test_rule(rule, generated, smoke_run, tmp_path):
         smoke_run.parents[1],
         *job_targets(generated_test), "-f", "--notemp", "--allowed-rules", rule,
         "--target-files-omit-workdir-adjustment", "--directory", str(workdir), *SMOKE,
-        cores=1,
+        cores=2,  # as the smoke run: a job's thread count (Snakemake sets OMP_NUM_THREADS to it) is part of its bytes
     )
     common.check_outputs(job / "expected", workdir)

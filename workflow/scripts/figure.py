@@ -10,5 +10,7 @@ with log_to(snakemake.log[0]):
         figures.training_curve(snakemake.input.log, out, snakemake.params.title)
     elif kind == "frontier":
         figures.frontier(list(snakemake.input), out)
+    elif kind == "compare_sweep":
+        figures.compare_sweep(snakemake.input[0], out, snakemake.params.names)
     else:
         raise ValueError(f"unknown figure kind {kind!r}")
