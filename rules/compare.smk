@@ -39,7 +39,7 @@ rule compare_saes:
         null=f"{COMPARE_DIR}/null.csv",
         halves=f"{COMPARE_DIR}/halves.csv",  # every score on both halves of each split: the intervals
     params:
-        compare=config["compare"],
+        compare={**config["compare"], "k": config["top_k"]},
         seed=config["seed"],
         code=code_hash(f"{SCRIPTS}/compare_saes.py"),
     log:
@@ -143,7 +143,7 @@ rule compare_sweep:
         ),
     params:
         names=["main", *SWEEP],
-        k=config["compare"]["k"],
+        k=config["top_k"],
         device=config["compare"]["device"],
         code=code_hash(f"{SCRIPTS}/compare_sweep.py"),
     log:

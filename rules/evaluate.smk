@@ -40,7 +40,7 @@ rule evaluate_sae:
         ),
         inputs=f"{RUN}/eval/{{sae}}/inputs.npz",
     params:
-        evaluate=config["evaluate"],
+        evaluate={**config["evaluate"], "top_k": config["top_k"]},
         dataset=config["dataset"],
         code=code_hash(f"{SCRIPTS}/evaluate_sae.py"),
     log:
