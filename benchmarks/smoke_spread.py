@@ -9,8 +9,11 @@ bytes of a plain matmul here:
 * ``ATEN_CPU_CAPABILITY=avx2`` and ``=default``: ATen's vectorised kernels at a narrower SIMD
   width, or none (the machine's own is avx512 where it has it);
 * ``MKL_CBWR=COMPATIBLE``: MKL's conditional numerical reproducibility mode (other BLAS paths);
+* ``ONEDNN_MAX_CPU_ISA=AVX2``: oneDNN's convolution kernels (the ResNet towers) at a narrower ISA;
 * ``--cores 1``: every job on one thread (reduction order), against the baseline's ``--cores 2``
-  (Snakemake sets each job's ``OMP_NUM_THREADS`` to its thread count, ``min(threads, cores)``).
+  (Snakemake sets each job's ``OMP_NUM_THREADS`` to its thread count, ``min(threads, cores)``);
+* all of them at once, at their narrowest (ATen ``default``, MKL ``COMPATIBLE``, oneDNN ``SSE41``,
+  one core).
 
 The reference value of each headline number (``saesuite.diff_runs.headline_numbers``) is the
 baseline run's (one thread, the machine's own kernels); its tolerance is ``MULTIPLE`` times the
@@ -45,7 +48,9 @@ CONDITIONS = {
     "aten-avx2": ({"ATEN_CPU_CAPABILITY": "avx2"}, 2),
     "aten-default": ({"ATEN_CPU_CAPABILITY": "default"}, 2),
     "mkl-compatible": ({"MKL_CBWR": "COMPATIBLE"}, 2),
+    "onednn-avx2": ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, 2),
     "one-core": ({}, 1),
+    "all-at-once": ({"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "SSE41"}, 1),
 }
 WORKFLOW = ("Snakefile", "rules", "workflow", "config", "profiles", "report", "paper")
 

@@ -1,6 +1,11 @@
-# Config checks beyond the schema, names used by every rule, and input functions.
+# Config checks beyond the schema, the preflight checks against this machine, names used by
+# every rule, and input functions.
+import os
 import re
+import sys
 from pathlib import Path
+
+from saesuite.preflight import preflight, runs_jobs
 
 
 def _check_config(config):
@@ -73,6 +78,33 @@ else:
     ]
 
 
+def snakemake_cli_args():
+    """The arguments Snakemake's command line parsed, profiles merged in (None when Snakemake runs
+    from its Python API). The Snakefile is parsed before the executor is set up, so its frame is
+    where the executor (`slurm` under profiles/slurm) and the mode (-n, --unlock, ...) are seen."""
+    frame = sys._getframe()
+    while frame is not None:
+        if frame.f_code.co_name == "args_to_api" and "args" in frame.f_locals:
+            return frame.f_locals["args"]
+        frame = frame.f_back
+    return None
+
+
+# Preflight (saesuite/preflight.py): the dataset, every model and hook, and a CUDA GPU for `device:
+# cuda` are checked before any job runs, -n included; only in the main Snakemake process (not
+# in a cluster job re-reading this file) and when jobs are planned (not for --unlock, --summary...).
+# Under a cluster executor the GPU check is left to the machines that run the jobs (a printed note).
+_CLI = snakemake_cli_args()
+if workflow.is_main_process and runs_jobs(_CLI):
+    for _note in preflight(
+        config,
+        planted=PLANTED,
+        executor=getattr(_CLI, "executor", None),
+        source=" ".join(os.path.relpath(f) for f in workflow.overwrite_configfiles or ["config/config.yaml"]),
+    ):
+        print(_note, file=sys.stderr)
+
+
 # The baseline replication (config key `replication`): one more SAE of one model, trained with the
 # baseline's own recipe and run settings, evaluated beside the main SAEs (sae/{model}/replication/).
 REPLICATION = {k: v for k, v in (config.get("replication") or {}).items() if k != "model"}
@@ -131,3 +163,8 @@ def seed_sae_files(model, filename):
 def sweep_files(model, filename):
     """`filename` (cfg.json, sae_weights.safetensors, train_log.jsonl) of every sweep SAE of `model`."""
     return [f"{RUN}/sae/{model}/sweep/{name}/{filename}" for name in SWEEP]
+
+
+def sae_files(model, filename):
+    """`filename` of `model`'s main SAE, then of every sweep SAE (the names `main`, *SWEEP)."""
+    return [f"{RUN}/sae/{model}/{filename}", *sweep_files(model, filename)]

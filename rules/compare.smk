@@ -119,10 +119,6 @@ rule planted_compare:
 # The comparison along the sweep: top-k overlap and code CKA of every SAE name both models
 # trained (main and train.sweep), against their L0, so a reader sees how the scores move with
 # sparsity; the headline comparison above pairs the main SAEs at matched L0.
-def sae_files(model, filename):
-    return [f"{RUN}/sae/{model}/{filename}", *sweep_files(model, filename)]
-
-
 rule compare_sweep:
     input:
         cache_a=cache_manifest(A, EVAL_SPLIT),

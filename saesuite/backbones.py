@@ -36,43 +36,10 @@ import torch
 from torch import nn
 
 from saesuite.errors import ConfigError
+from saesuite.hooks import BLOCK_SITES, SITES, HookSpec, hook_problem, unknown_model_message  # noqa: F401 (re-exported)
 
-SITES = ("resid_cls", "attnpool", "mlp_out", "mlp_hidden")
-BLOCK_SITES = ("resid_cls", "mlp_out", "mlp_hidden")
 PRECISIONS = ("auto", "fp32", "bf16")
 _TINY_CONFIGS_REGISTERED = False
-
-
-@dataclass(frozen=True)
-class HookSpec:
-    """Where to read activations from: a site and, for ``resid_cls``, a block index."""
-
-    site: str
-    block: int | None = None
-
-    @classmethod
-    def parse(cls, text: str | dict) -> "HookSpec":
-        """Parse ``"resid_cls:22"``, ``"attnpool"`` or ``{"site": ..., "block": ...}``."""
-        if isinstance(text, dict):
-            site, block = text.get("site"), text.get("block")
-        else:
-            site, _, block_text = str(text).partition(":")
-            block = None
-            if block_text:
-                try:
-                    block = int(block_text)
-                except ValueError:
-                    raise ConfigError(f"hook {text!r}: block index {block_text!r} is not an integer") from None
-        if site not in SITES:
-            raise ConfigError(f"hook {text!r}: unknown site {site!r}; choose one of {', '.join(SITES)}")
-        if site in BLOCK_SITES and block is None:
-            raise ConfigError(f"hook {text!r}: {site} needs a block index, e.g. '{site}:22'")
-        if site == "attnpool" and block is not None:
-            raise ConfigError(f"hook {text!r}: attnpool takes no block index")
-        return cls(site, block)
-
-    def __str__(self) -> str:
-        return self.site if self.block is None else f"{self.site}:{self.block}"
 
 
 def register_tiny_configs() -> None:
@@ -314,20 +281,9 @@ def _precheck_hook(name: str, hook: HookSpec) -> None:
     """Refuse a hook the model cannot have from its config alone, before any weights load."""
     import open_clip
 
-    vision = (open_clip.get_model_config(name) or {}).get("vision_cfg")
-    if not vision or "layers" not in vision:
-        return  # a config open_clip builds differently (timm, hf): checked on the built model
-    resnet = isinstance(vision["layers"], (list, tuple))
-    if hook.site in BLOCK_SITES and resnet:
-        raise ConfigError(f"hook {hook}: {name!r} is a ResNet and has no transformer blocks; use 'attnpool'")
-    if hook.site == "attnpool" and not resnet:
-        raise ConfigError(f"hook {hook}: {name!r} is a ViT and has no attention pool; use 'resid_cls:K'")
-    if hook.site in BLOCK_SITES:
-        n = int(vision["layers"])
-        if not -n <= hook.block < n:
-            raise ConfigError(
-                f"hook {hook}: {name!r} has {n} blocks (indices 0..{n - 1}, or -{n}..-1); block {hook.block} does not exist"
-            )
+    problem = hook_problem(name, hook, open_clip.get_model_config(name))
+    if problem:
+        raise ConfigError(problem)
 
 
 def not_an_open_clip_site(name: str, hook: str) -> str | None:
@@ -366,12 +322,7 @@ def load_backbone(
     hook = HookSpec.parse(hook) if not isinstance(hook, HookSpec) else hook
     known = open_clip.list_models()
     if name not in known:
-        close = [m for m in known if name.lower().replace("-", "") in m.lower().replace("-", "")][:8]
-        hint = f" Similar names: {', '.join(close)}." if close else ""
-        raise ConfigError(
-            f"open_clip does not know a model called {name!r}.{hint} "
-            "See open_clip.list_models(), or register your own with open_clip.add_model_config()."
-        )
+        raise ConfigError(unknown_model_message(name, known))
     _precheck_hook(name, hook)
     try:
         with torch.random.fork_rng(devices=[]):

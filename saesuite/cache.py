@@ -14,6 +14,11 @@ and renamed once complete, then its record is written, so a killed run redoes
 only the shards without a record and a half-written shard never looks complete.
 ``manifest.json`` is written last: its presence means the cache is whole.
 
+Concurrency. A shard being written is locked (``.shard-NNNNN.lock``, see
+:mod:`saesuite.outputs`), and so is the folder while its manifest is written: a
+second process writing the same shard is refused with the holder's PID, and
+temporary names are unique per writer. Shard jobs of one cache run side by side.
+
 Bad images. An image that cannot be read or decoded does not stop the run: its
 row is written as zeros (so rows stay aligned with the dataset index, and two
 caches of the same images stay row-aligned) and listed in the manifest as
@@ -29,6 +34,7 @@ shard's rows, dtype, sha256 and that it holds no NaN/inf, and names the shard at
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -45,6 +51,7 @@ from tqdm.auto import tqdm
 from saesuite.backbones import Backbone, HookSpec, resolve_hook
 from saesuite.errors import CacheError, ConfigError
 from saesuite.loader import BadImage, shard_loader
+from saesuite.outputs import atomic_path, output_lock, temp_path
 
 MANIFEST = "manifest.json"
 DTYPES = ("float16", "float32")
@@ -74,11 +81,9 @@ def sha256_file(path: Path, chunk: int | None = None) -> str:
 
 
 def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    """Write JSON to ``path`` through a uniquely named temporary file and a rename."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -109,20 +114,27 @@ def cache_length(dataset: Dataset, limit: int | None) -> int:
 
 @dataclass
 class _Target:
-    """One hook's shard being written: where, and the open memory map of its temporary file."""
+    """One hook's shard being written: where, and the temporary file of its memory map."""
 
     hook: HookSpec
     d: int
     out_dir: Path
     index: int
 
+    def __post_init__(self):
+        self.tmp_path = temp_path(self.out_dir / shard_name(self.index))  # unique to this writer
+
     @property
     def record_path(self) -> Path:
         return self.out_dir / record_name(self.index)
 
     @property
-    def tmp_path(self) -> Path:
-        return self.out_dir / (shard_name(self.index) + ".tmp")
+    def lock_name(self) -> str:
+        return f".{shard_name(self.index).removesuffix('.npy')}.lock"
+
+    def owns(self, name: str) -> bool:
+        """The files of this shard (whose stale temporary copies its lock holder removes)."""
+        return name in (shard_name(self.index), labels_name(self.index), record_name(self.index))
 
 
 def cache_shard(
@@ -168,6 +180,24 @@ def cache_shard(
         raise ConfigError("each hook point needs its own cache directory; two of them share one")
     if all(t.record_path.exists() for t in targets):
         return json.loads(targets[0].record_path.read_text())
+    with contextlib.ExitStack() as locks:  # one writer per shard; other shards' jobs go on beside it
+        for t in targets:
+            locks.enter_context(output_lock(t.out_dir, t.lock_name, owns=t.owns))
+        if all(t.record_path.exists() for t in targets):  # finished by another run while we waited to lock
+            return json.loads(targets[0].record_path.read_text())
+        return _compute_shard(
+            backbone, dataset, targets, index, n_shards, dataset_name=dataset_name, split=split, limit=limit,
+            batch_size=batch_size, num_workers=num_workers, dtype=dtype, device=device, precision=precision,
+            max_bad_fraction=max_bad_fraction, prefetch_factor=prefetch_factor,
+        )
+
+
+def _compute_shard(
+    backbone: Backbone, dataset: Dataset, targets: list[_Target], index: int, n_shards: int, *, dataset_name: str,
+    split: str, limit: int | None, batch_size: int, num_workers: int, dtype: str, device: str, precision: str,
+    max_bad_fraction: float, prefetch_factor: int,
+) -> dict:
+    """The body of :func:`cache_shard` once its shard is locked."""
     torch_device = resolve_device(device)
     backbone.prepare(torch_device, precision)
     start, stop = shard_rows(cache_length(dataset, limit), n_shards, index)
@@ -177,8 +207,6 @@ def cache_shard(
         batch_size=batch_size, num_workers=num_workers, pin_memory=torch_device.type == "cuda",
         prefetch_factor=prefetch_factor,
     )
-    for t in targets:
-        t.out_dir.mkdir(parents=True, exist_ok=True)
     maps = [np.lib.format.open_memmap(t.tmp_path, mode="w+", dtype=dtype, shape=(rows, t.d)) for t in targets]
     labels = np.empty(rows, dtype=np.int64)
     bad: list[BadImage] = []
@@ -242,10 +270,8 @@ def _too_many_bad(bad: list[BadImage], rows: int, fraction: float) -> str:
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, array)
-    os.replace(tmp, path)
 
 
 class ShardTimer:
@@ -293,6 +319,11 @@ def write_manifest(out_dir: str | Path, n_shards: int) -> dict:
     images are gathered into ``bad_rows`` (``[{row, path, error}]``) and ``n_bad``.
     """
     out_dir = Path(out_dir)
+    with output_lock(out_dir, owns=lambda name: name in (MANIFEST, "labels.npy")):
+        return _gather_shards(out_dir, n_shards)
+
+
+def _gather_shards(out_dir: Path, n_shards: int) -> dict:
     records, labels, bad, meta = [], [], [], None
     for index in range(n_shards):
         record_path = out_dir / record_name(index)
@@ -327,7 +358,12 @@ def write_array_cache(out_dir: str | Path, x: np.ndarray, meta: dict, *, labels:
     manifest with ``meta`` (model, pretrained, hook, dataset, split, classes; d and dtype are
     taken from ``x``). ``bad_rows``: ``[{row, path, error}]`` to mark as unreadable images."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with output_lock(out_dir):
+        return _write_array_cache(out_dir, x, meta, labels, n_shards, bad_rows)
+
+
+def _write_array_cache(out_dir: Path, x: np.ndarray, meta: dict, labels: np.ndarray | None, n_shards: int,
+                       bad_rows) -> Path:
     shards = []
     for i, part in enumerate(np.array_split(x, n_shards)):
         path = out_dir / shard_name(i)
@@ -365,6 +401,18 @@ def cache_activations(
     """
     if cache_length(dataset, limit) == 0:
         raise ConfigError(f"dataset {dataset_name} split {split} has no images to cache")
+    with contextlib.ExitStack() as locks:  # the whole folder: no other run gathers or clears it meanwhile
+        for folder in [out_dir, *(also or {}).values()]:
+            locks.enter_context(output_lock(folder, owns=lambda name: name in (MANIFEST, "labels.npy")))
+        return _cache_all_shards(
+            backbone, dataset, out_dir, dataset_name=dataset_name, split=split, batch_size=batch_size,
+            num_workers=num_workers, dtype=dtype, n_shards=n_shards, device=device, limit=limit,
+            precision=precision, max_bad_fraction=max_bad_fraction, prefetch_factor=prefetch_factor, also=also,
+        )
+
+
+def _cache_all_shards(backbone, dataset, out_dir, *, dataset_name, split, batch_size, num_workers, dtype, n_shards,
+                      device, limit, precision, max_bad_fraction, prefetch_factor, also) -> dict:
     for index in range(n_shards):
         cache_shard(
             backbone, dataset, out_dir, index, n_shards,
@@ -469,6 +517,16 @@ class ActivationCache:
         return np.concatenate([np.asarray(s, dtype=np.float32) for s in self.shards]) if self.shards else np.empty((0, self.d), np.float32)
 
 
+def _redo_advice(path: Path, record: dict) -> str:
+    """How to redo one damaged shard: alone while its record (``shard-NNNNN.json``) is still beside it,
+    else (a finished cache: the records were folded into the manifest and removed) the whole cache."""
+    record_file = path / Path(record["file"]).with_suffix(".json").name
+    if record_file.is_file():
+        return f"delete it and {record_file.name} and rerun caching: only this shard is redone"
+    return (f"delete the cache folder {path} and rerun caching (the workflow, or 'saesuite cache'); a finished "
+            "cache keeps no per-shard records, so the whole cache is rebuilt")
+
+
 def verify_cache(path: str | Path, *, checksums: bool = True, finite: bool = False) -> dict:
     """Check a cache directory against its manifest; return the manifest or raise :class:`CacheError`.
 
@@ -503,7 +561,7 @@ def verify_cache(path: str | Path, *, checksums: bool = True, finite: bool = Fal
         try:
             arr = np.load(shard_path, mmap_mode="r")
         except (ValueError, OSError, EOFError) as err:
-            raise CacheError(f"{where} is unreadable or truncated ({err}); delete it and its .json and rerun caching") from err
+            raise CacheError(f"{where} is unreadable or truncated ({err}); {_redo_advice(path, record)}") from err
         if arr.shape != (record["rows"], manifest["d"]):
             raise CacheError(
                 f"{where} has shape {arr.shape}, the manifest says ({record['rows']}, {manifest['d']}); rebuild it"
@@ -511,11 +569,16 @@ def verify_cache(path: str | Path, *, checksums: bool = True, finite: bool = Fal
         if str(arr.dtype) != manifest["dtype"]:
             raise CacheError(f"{where} has dtype {arr.dtype}, the manifest says {manifest['dtype']}; rebuild it")
         if checksums and sha256_file(shard_path) != record["sha256"]:
-            raise CacheError(f"{where} fails its sha256 check (corrupted or modified); delete it and its .json and rerun caching")
+            raise CacheError(f"{where} fails its sha256 check (corrupted or modified); {_redo_advice(path, record)}")
         if finite:
             for s in range(0, len(arr), FINITE_BLOCK):
-                if not np.isfinite(arr[s : s + FINITE_BLOCK]).all():
-                    raise CacheError(f"{where} holds NaN or inf values near row {s}; rebuild it")
+                finite_rows = np.isfinite(arr[s : s + FINITE_BLOCK]).all(axis=1)
+                if not finite_rows.all():
+                    row = s + int(np.argmin(finite_rows))
+                    raise CacheError(
+                        f"{where} holds NaN or inf values, first in its row {row} (row {total + row} of the cache); "
+                        f"{_redo_advice(path, record)}"
+                    )
             local = bad[(bad >= total) & (bad < total + record["rows"])] - total
             if len(local) and np.any(arr[local] != 0):
                 raise CacheError(f"{where}: rows listed as bad images are not zeros; rebuild it")

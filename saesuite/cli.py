@@ -1,26 +1,63 @@
-"""``saesuite`` command line: each stage of the pipeline as a subcommand."""
+"""``saesuite`` command line: each stage of the pipeline as a subcommand.
+
+Every subcommand that writes creates and checks its output folder before it computes anything;
+the suite's errors, and any OSError (a path that cannot be read or written), are printed as one
+line naming the problem and exit with status 2; numbers out of range are refused by argparse.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
-from saesuite.errors import CacheError, ConfigError, TrainingError
+from saesuite.errors import SUITE_ERRORS, describe
+from saesuite.outputs import prepare_output_dir
 
 
 def _none_or_str(value: str) -> str | None:
     return None if value.lower() in ("none", "null", "") else value
 
 
+def _number(kind, low=None, high=None, low_open=False, high_open=False):
+    """An argparse type: ``kind`` (int or float) within ``[low, high]`` (an end open when ``*_open``)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        too_low = low is not None and (value <= low if low_open else value < low)
+        too_high = high is not None and (value >= high if high_open else value > high)
+        if too_low or too_high:
+            lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
+            hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
+            raise argparse.ArgumentTypeError(f"must be {' and '.join(filter(None, (lo, hi)))}; got {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+POSITIVE_INT = _number(int, 1)
+COUNT = _number(int, 0)  # zero allowed
+POSITIVE = _number(float, 0, low_open=True)
+NON_NEGATIVE = _number(float, 0)
+FRACTION = _number(float, 0, 1)
+LEVEL = _number(float, 0, 1, low_open=True, high_open=True)
+
+
 def cmd_fixture(args) -> None:
     from saesuite.fixture import make_cifar10_fixture
 
+    prepare_output_dir(args.dir)
     base = make_cifar10_fixture(args.dir, n=args.n, n_test=args.n_test, seed=args.seed)
     print(f"wrote a CIFAR-10-format fixture to {base}")
 
 
 def cmd_cache(args) -> None:
+    prepare_output_dir(args.out_dir)
     from saesuite.backbones import load_backbone
     from saesuite.cache import cache_activations
     from saesuite.data import DatasetSpec, load_dataset
@@ -46,19 +83,21 @@ def cmd_verify(args) -> None:
 
 
 def cmd_train(args) -> None:
+    prepare_output_dir(args.out_dir)
     from saesuite.train import TrainConfig, train_sae
 
     cfg = TrainConfig(
         architecture=args.architecture, expansion=args.expansion, k=args.k, l1_coefficient=args.l1,
         lr=args.lr, batch_size=args.batch_size, samples=args.samples, seed=args.seed, device=args.device,
         dtype=args.dtype, dead_latent_method=args.dead_latent_method, shuffle=args.shuffle,
-        checkpoint_every_steps=args.checkpoint_every,
+        checkpoint_every_steps=args.checkpoint_every, divergence_max_relative_error=args.divergence_max_relative_error,
     )
     sae_cfg = train_sae(args.cache_dir, args.out_dir, cfg)
     print(f"trained a {sae_cfg['architecture']} SAE {sae_cfg['d_in']} -> {sae_cfg['d_sae']} into {args.out_dir}")
 
 
 def cmd_evaluate(args) -> None:
+    prepare_output_dir(args.out_dir)
     from saesuite.evaluate import EvalConfig, evaluate_sae
 
     from saesuite.data import DatasetSpec
@@ -69,6 +108,7 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_compare(args) -> None:
+    prepare_output_dir(args.out_dir)
     from saesuite.compare import compare_saes
 
     from saesuite.feature_comparison import CompareSettings
@@ -109,8 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("make-cifar10-fixture", help="write a small class-structured CIFAR-10 in the real on-disk layout")
     p.add_argument("dir", help="dataset root; cifar-10-batches-py/ is created inside")
-    p.add_argument("--n", type=int, default=1000, help="train images (default 1000)")
-    p.add_argument("--n-test", type=int, default=None, help="test images (default n/2)")
+    p.add_argument("--n", type=POSITIVE_INT, default=1000, help="train images (default 1000)")
+    p.add_argument("--n-test", type=POSITIVE_INT, default=None, help="test images (default n/2)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_fixture)
 
@@ -124,15 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", required=True, help="train/val (imagenet), train/test (cifar10)")
     p.add_argument("--fixture", action="store_true", help="the root holds a saesuite CIFAR-10 fixture")
     p.add_argument("--download", action="store_true", help="let torchvision download CIFAR-10")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=256)
+    p.add_argument("--num-workers", type=COUNT, default=0)
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
-    p.add_argument("--shards", type=int, default=1)
+    p.add_argument("--shards", type=POSITIVE_INT, default=1)
     p.add_argument("--device", default="auto")
-    p.add_argument("--limit", type=int, default=None, help="cache only the first N images")
+    p.add_argument("--limit", type=POSITIVE_INT, default=None, help="cache only the first N images")
     p.add_argument("--init-seed", type=int, default=0, help="seed of random weights (--pretrained none)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16")
-    p.add_argument("--max-bad-fraction", type=float, default=0.001,
+    p.add_argument("--max-bad-fraction", type=FRACTION, default=0.001,
                    help="fail when more than this fraction of images cannot be read (they are listed either way)")
     p.set_defaults(func=cmd_cache)
 
@@ -147,26 +187,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cache_dir")
     p.add_argument("out_dir")
     p.add_argument("--architecture", default=d.architecture, choices=["relu", "topk"])
-    p.add_argument("--expansion", type=int, default=d.expansion)
-    p.add_argument("--k", type=int, default=d.k, help="active latents per input (topk)")
-    p.add_argument("--l1", type=float, default=d.l1_coefficient, help="L1 coefficient")
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--samples", type=int, default=d.samples, help="training samples (steps = samples / batch size)")
+    p.add_argument("--expansion", type=POSITIVE_INT, default=d.expansion)
+    p.add_argument("--k", type=POSITIVE_INT, default=d.k, help="active latents per input (topk)")
+    p.add_argument("--l1", type=NON_NEGATIVE, default=d.l1_coefficient, help="L1 coefficient")
+    p.add_argument("--lr", type=POSITIVE, default=d.lr,
+                   help="learning rate; after a divergence, a lower one resumes from the kept checkpoint")
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=d.batch_size)
+    p.add_argument("--samples", type=POSITIVE_INT, default=d.samples, help="training samples (steps = samples / batch size)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default=d.dtype, choices=["float32", "bfloat16"], help="bfloat16: autocast on CUDA")
     p.add_argument("--dead-latent-method", default=d.dead_latent_method, choices=["auto", "none", "resample", "auxk"])
     p.add_argument("--shuffle", default=d.shuffle, choices=["rows", "blocks"], help="blocks: for caches larger than RAM")
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every_steps, help="steps between checkpoints")
+    p.add_argument("--checkpoint-every", type=POSITIVE_INT, default=d.checkpoint_every_steps, help="steps between checkpoints")
+    p.add_argument("--divergence-max-relative-error", type=POSITIVE, default=d.divergence_max_relative_error,
+                   help="stop when, after the warm-ups, a batch's sum ||x_hat - x||^2 exceeds this times its sum ||x||^2")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics of an SAE over every row of a cache -> OUT_DIR/metrics.json")
     p.add_argument("sae_dir")
     p.add_argument("cache_dir")
     p.add_argument("out_dir")
-    p.add_argument("--near-zero-threshold", type=float, default=1e-6)
-    p.add_argument("--dead-threshold", type=float, default=0.0)
+    p.add_argument("--near-zero-threshold", type=NON_NEGATIVE, default=1e-6)
+    p.add_argument("--dead-threshold", type=NON_NEGATIVE, default=0.0)
     p.add_argument("--dataset", choices=["imagenet", "cifar10"], help="the cache's dataset: enables zero-shot fidelity")
     p.add_argument("--root", help="dataset root (with --dataset)")
     p.add_argument("--fixture", action="store_true", help="the root holds a saesuite CIFAR-10 fixture")
@@ -176,12 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="top-k overlap and CKA of two models' SAEs -> OUT_DIR/comparison.json")
     for name in ("cache_a", "sae_a", "cache_b", "sae_b", "out_dir"):
         p.add_argument(name)
-    p.add_argument("--k", type=int, default=9, help="top-k images per feature")
-    p.add_argument("--knn-k", type=int, default=10, help="neighbours for mutual kNN")
-    p.add_argument("--permutations", type=int, default=100, help="permutations of the chance null")
-    p.add_argument("--interval-splits", type=int, default=50,
+    p.add_argument("--k", type=POSITIVE_INT, default=9, help="top-k images per feature")
+    p.add_argument("--knn-k", type=POSITIVE_INT, default=10, help="neighbours for mutual kNN")
+    p.add_argument("--permutations", type=COUNT, default=100, help="permutations of the chance null")
+    p.add_argument("--interval-splits", type=COUNT, default=50,
                    help="random splits into two disjoint halves for each score's interval (split-half subsampling; 0: none)")
-    p.add_argument("--interval-level", type=float, default=0.95, help="stated coverage of each score's interval")
+    p.add_argument("--interval-level", type=LEVEL, default=0.95, help="stated coverage of each score's interval")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seed-saes-a", nargs="+", default=[], metavar="SAE_DIR",
                    help="SAEs of model A trained with other seeds: each score's spread across SAE seeds")
@@ -210,10 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code = args.func(args)  # None (done) or an exit status (diff-runs: 1 when out of tolerance)
-    except (ConfigError, CacheError, TrainingError) as err:
-        print(f"saesuite {args.command}: error: {err}", file=sys.stderr)
+    except SUITE_ERRORS as err:  # the suite's errors and OSError: their message names the path or the fix
+        print(f"saesuite {args.command}: error: {describe(err)}", file=sys.stderr)
         return 2
     return code or 0
+
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from saesuite.cache import ActivationCache, write_json_atomic
+from saesuite.outputs import output_lock
 from saesuite.chance import half_sd, p_value_fields, subsampling_interval, summary
 from saesuite.errors import ConfigError
 from saesuite.evaluate import check_sae_matches_cache, encode_chunks
@@ -248,9 +249,17 @@ def compare_saes(
     """Write ``comparison.json`` (schema-checked), ``pairs.csv``, ``null.csv``, ``halves.csv`` and ``topk_overlap.npz``.
 
     ``settings`` gives every knob (its ``k`` wins over ``k``); ``seed_saes_*`` are further
-    SAEs of the same models trained with other seeds, for the spread across seeds.
+    SAEs of the same models trained with other seeds, for the spread across seeds. ``out_dir`` is
+    created and locked first: an output path that cannot be written fails before any computing.
     """
-    settings = settings or CompareSettings(k=k)
+    with output_lock(out_dir):
+        return _compare_locked(cache_a, sae_a, cache_b, sae_b, Path(out_dir), settings or CompareSettings(k=k),
+                               chunk_rows, device, seed_saes_a, seed_saes_b)
+
+
+def _compare_locked(cache_a, sae_a, cache_b, sae_b, out_dir: Path, settings: CompareSettings, chunk_rows: int,
+                    device: str, seed_saes_a, seed_saes_b) -> dict:
+    """:func:`compare_saes` once its output folder is locked."""
     ca, cb = ActivationCache.open(cache_a), ActivationCache.open(cache_b)
     check_aligned(ca, cb)
     keep = ca.valid_mask() & cb.valid_mask()
@@ -294,8 +303,6 @@ def compare_saes(
         **records,
     }
     validate(result, "comparison")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     pd.concat([details["overlap_pairs"], details["correlation_pairs"]]).to_csv(out_dir / "pairs.csv", index=False)
     null.to_csv(out_dir / "null.csv", index=False)
     halves.to_csv(out_dir / "halves.csv", index=False)

@@ -60,6 +60,7 @@ from saesuite.alignment import (
 )
 from saesuite.backbones import Backbone, load_backbone, not_an_open_clip_site
 from saesuite.cache import ActivationCache, resolve_device, write_json_atomic
+from saesuite.outputs import output_lock
 from saesuite.data import DatasetSpec, load_dataset
 from saesuite.errors import CacheError, ConfigError
 from saesuite.eval_stats import LatentStats, ReconstructionStats, TopActivatingImages, label_entropy
@@ -320,7 +321,16 @@ def evaluate_sae(
     made from) the zero-shot fidelity test runs too; without it ``fidelity`` is null.
     A cache no open_clip model made (its model or hook is not open_clip's) loads no
     backbone: those metrics are null, and ``skipped`` gives the reason of each.
+
+    ``out_dir`` is created and locked first (:func:`saesuite.outputs.output_lock`): an output path
+    that cannot be written, or a folder another run is writing, fails before any computing.
     """
+    with output_lock(out_dir):
+        return _evaluate_locked(sae_dir, cache_dir, Path(out_dir), cfg, dataset)
+
+
+def _evaluate_locked(sae_dir, cache_dir, out_dir: Path, cfg: EvalConfig, dataset: DatasetSpec | None) -> dict:
+    """:func:`evaluate_sae` once its output folder is locked."""
     device = str(resolve_device(cfg.device))
     sae, sae_cfg, cache = _open_matching(sae_dir, cache_dir, device)
     labels = cache.labels()
@@ -371,8 +381,6 @@ def evaluate_sae(
     }
     metrics = _plain(metrics)
     validate(metrics, "metrics")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     topk, top_images = stats["topk"], stats["top_images"]
     table["topk_rows"] = [";".join(map(str, row)) for row in topk.indices.numpy()]
     np.savez(

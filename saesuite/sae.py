@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from saesuite.errors import ConfigError
+from saesuite.outputs import atomic_path, default_file_mode
 
 WEIGHTS = "sae_weights.safetensors"
 CFG = "cfg.json"
@@ -134,10 +135,11 @@ def save_sae(sae: SAE, out_dir: str | Path, cfg: dict, scale: float = 1.0) -> No
         "b_dec": (sae.b_dec.detach() / scale),
     }
     tensors = {k: v.float().cpu().contiguous() for k, v in tensors.items()}
-    tmp = out_dir / (WEIGHTS + ".tmp")
-    save_file(tensors, str(tmp))
-    tmp.replace(out_dir / WEIGHTS)
-    (out_dir / CFG).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    with atomic_path(out_dir / WEIGHTS) as tmp:
+        save_file(tensors, str(tmp))
+        tmp.chmod(default_file_mode())  # safetensors creates its file 0600; outputs get the usual mode
+    with atomic_path(out_dir / CFG) as tmp:
+        tmp.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
 def load_sae(path: str | Path, device: str = "cpu") -> tuple[SAE, dict]:

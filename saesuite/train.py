@@ -24,6 +24,13 @@ The loop, in one screen (:func:`train_saes`):
 7. A checkpoint (weights, Adam state, dead-latent clocks, log) is written
    atomically every ``checkpoint_every_steps``; a rerun resumes from it and ends
    with the weights of an uninterrupted run.
+8. Failure. A non-finite loss, or (after the warm-ups) a batch reconstructed worse than
+   ``divergence_max_relative_error`` times its own energy (``sum ||x_hat - x||^2 /
+   sum ||x||^2``: a finite divergence), stops training with :class:`TrainingError`.
+   A checkpoint is written, and the final SAE saved, only after the updated weights pass
+   the same check (the final one also within the warm-ups), so the one kept is good; a
+   rerun with a lower ``lr`` resumes from it (and says so).
+   Every output folder is locked while training writes it (:mod:`saesuite.outputs`).
 """
 
 from __future__ import annotations
@@ -32,7 +39,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -44,6 +50,7 @@ from saesuite.cache import ActivationCache, resolve_device
 from saesuite.dead import auxk_loss, resample_dead
 from saesuite.errors import ConfigError, TrainingError
 from saesuite import objectives
+from saesuite.outputs import atomic_path, output_lock
 from saesuite.objectives import RECONSTRUCTIONS
 from saesuite.recipes import recipe_values
 from saesuite.sae import SAE, save_sae
@@ -58,6 +65,11 @@ ENCODER_INITS = ("scaled_transpose", "kaiming_uniform")
 SHARED = ("batch_size", "samples", "seed", "device", "dtype", "shuffle", "shuffle_block_rows",
           "shuffle_window_blocks", "normalize_activations", "b_dec_init", "b_dec_init_samples",
           "checkpoint_every_steps", "log_every")
+# Run guards, not hyper-parameters: a run they do not stop ends with the same weights whatever
+# their values, so they are left out of cfg.json and of the checkpoint's fingerprint.
+GUARDS = ("divergence_max_relative_error",)
+# What a rerun may change and still resume from a kept checkpoint (after a divergence: a lower lr).
+RESUMABLE_CHANGES = ("lr",)
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,9 @@ class TrainConfig:
     shuffle_window_blocks: int = 64
     checkpoint_every_steps: int = 256
     log_every: int = 10
+    # stop when, after the warm-ups, sum ||x_hat - x||^2 / sum ||x||^2 over a batch exceeds this
+    # (a healthy SAE stays near or below 1; None: never)
+    divergence_max_relative_error: float | None = 1000.0
 
     def __post_init__(self):
         if self.architecture not in ("relu", "topk"):
@@ -115,6 +130,10 @@ class TrainConfig:
             raise ConfigError(f"dtype {self.dtype!r}: choose float32 or bfloat16 (bf16 autocast, CUDA only)")
         if min(self.batch_size, self.samples, self.expansion) < 1:
             raise ConfigError("batch_size, samples and expansion must be at least 1")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be positive; got {self.lr}")
+        if self.divergence_max_relative_error is not None and not self.divergence_max_relative_error > 0:
+            raise ConfigError(f"divergence_max_relative_error must be positive or null; got {self.divergence_max_relative_error}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -131,6 +150,15 @@ class TrainConfig:
     @property
     def steps(self) -> int:
         return math.ceil(self.samples / self.batch_size)
+
+    @property
+    def warmup_steps(self) -> int:
+        """Steps of the lr and L1 warm-ups; the divergence check starts after them."""
+        return max(self.lr_warmup_samples, self.l1_warmup_samples) // self.batch_size
+
+    def hyperparameters(self) -> dict:
+        """Every option but the run guards (:data:`GUARDS`): what ``cfg.json`` records."""
+        return {k: v for k, v in asdict(self).items() if k not in GUARDS}
 
     @property
     def dead_method(self) -> str:
@@ -213,16 +241,19 @@ class Trainer:
         self.since_fired = torch.zeros(self.sae.d_sae, dtype=torch.long, device=device)
         self.records: list[dict] = []
         self.resampled = 0
+        self.resumed_with_changes: list[dict] = []  # settings changed at a resumption (a lower lr after a divergence)
 
     def state(self) -> dict:
         return {"sae": self.sae.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "since_fired": self.since_fired, "records": self.records, "resampled": self.resampled}
+                "since_fired": self.since_fired, "records": self.records, "resampled": self.resampled,
+                "resumed_with_changes": self.resumed_with_changes}
 
     def load_state(self, state: dict) -> None:
         self.sae.load_state_dict(state["sae"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.since_fired = state["since_fired"].to(self.device)
         self.records, self.resampled = state["records"], state["resampled"]
+        self.resumed_with_changes = list(state.get("resumed_with_changes", []))
 
     def dead_mask(self) -> torch.Tensor:
         return self.since_fired >= self.cfg.dead_window_samples
@@ -249,12 +280,15 @@ class Trainer:
             if cfg.dead_method == "ghost_grads" and bool(dead.any()):
                 terms["ghost"] = objectives.ghost_grads_loss(pre[:, dead].float(), sae.W_dec[dead], x - x_hat.float(), recon)
             loss = sum(terms.values())
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"{self.out_dir}: loss became {loss.item()} at step {step} (mse={terms['mse'].item()}, "
-                f"sparsity={sparsity.item()}). The last good checkpoint is kept in {self.out_dir / CHECKPOINT} "
-                "if one was written; lower the learning rate or check the cache for extreme values."
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise self.stop(
+                f"{self.out_dir}: loss became {loss_value} at step {step} (mse={terms['mse'].item()}, "
+                f"sparsity={sparsity.item()})"
             )
+        diverged = self._diverged(x, x_hat, loss_value, step)
+        if diverged:
+            raise self.stop(diverged)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         sae.remove_parallel_grad()
@@ -279,6 +313,49 @@ class Trainer:
         self.records.append(record)
         return record
 
+    def stop(self, message: str) -> TrainingError:
+        """The error that stops training because of this SAE (it carries the SAE's config)."""
+        err = TrainingError(message)
+        err.cfg = self.cfg
+        return err
+
+    def _diverged(self, x: torch.Tensor, x_hat: torch.Tensor, loss_value: float, step: int,
+                  final: bool = False) -> str | None:
+        """Why training has diverged at ``step`` although the loss is finite, or None: after the warm-ups
+        (or for the ``final`` weights, whenever the run ends), the batch's ``sum ||x_hat - x||^2`` above
+        ``divergence_max_relative_error`` times ``sum ||x||^2``."""
+        limit = self.cfg.divergence_max_relative_error
+        if limit is None or (step < self.cfg.warmup_steps and not final):
+            return None
+        with torch.no_grad():
+            error, energy = torch.stack([(x - x_hat.float()).pow(2).sum(), x.float().pow(2).sum()]).tolist()
+        if not energy > 0:
+            return None  # an all-zero batch: no scale to judge by
+        if error / energy <= limit:
+            return None
+        return (
+            f"{self.out_dir}: training diverged at step {step}: the batch's reconstruction error sum ||x_hat - x||^2 "
+            f"is {error / energy:.3g} times its energy sum ||x||^2, above divergence_max_relative_error = {limit:g} "
+            f"(loss {loss_value:.4g})"
+        )
+
+    @torch.no_grad()
+    def failure_of_weights(self, x: torch.Tensor, step: int, final: bool = False) -> str | None:
+        """Why the current weights (``step`` updates done) must not be checkpointed, or saved when ``final``,
+        judged on the batch ``x`` as :meth:`step` judges a batch (a non-finite loss, a divergence; the
+        final weights also when the run ended within its warm-ups), or None. Changes nothing."""
+        cfg = self.cfg
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16")
+        with autocast:
+            x_hat, code, _ = self._forward(self.sae.pre_acts(x))
+            loss = RECONSTRUCTIONS[cfg.reconstruction](x_hat.float(), x).mean()
+            if cfg.architecture == "relu":
+                loss = loss + l1_at(step, cfg) * objectives.l1(code.float())
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            return f"{self.out_dir}: loss became {loss_value} at step {step} (the weights after {step} updates)"
+        return self._diverged(x, x_hat, loss_value, step, final)
+
     def _forward(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(x_hat [B, d], code, active [F])`` from the pre-activations: the code is ``f [B, F]``
         (ReLU) or TopK's values ``[B, k]``, decoded sparsely; ``active`` marks latents that fired."""
@@ -296,10 +373,15 @@ class Trainer:
         return (step + 1) % every == 0 and step < self.cfg.resample_until_fraction * self.cfg.steps
 
     def write_log(self) -> None:
+        """``train_log.jsonl``: one JSON object a line; a non-finite number is written as null."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.out_dir / "train_log.jsonl.tmp"
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records))
-        os.replace(tmp, self.out_dir / "train_log.jsonl")
+        with atomic_path(self.out_dir / "train_log.jsonl") as tmp:
+            tmp.write_text("".join(json.dumps(_finite(r), allow_nan=False) + "\n" for r in self.records))
+
+
+def _finite(record: dict) -> dict:
+    """``record`` with NaN and +-inf numbers replaced by None (JSON has no such numbers)."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
 
 
 def _check_shared(configs: list[TrainConfig]) -> None:
@@ -311,7 +393,50 @@ def _check_shared(configs: list[TrainConfig]) -> None:
 
 def _fingerprint(cache: ActivationCache, configs: list[TrainConfig]) -> str:
     return json.dumps({"cache": [s["sha256"] for s in cache.manifest["shards"]],
-                       "configs": [asdict(c) for c in configs]}, sort_keys=True, default=str)
+                       "configs": [c.hyperparameters() for c in configs]}, sort_keys=True, default=str)
+
+
+def _resumable_changes(state_path: Path, saved: str, current: str, outs: list[Path]) -> list[tuple[Path, str, object, object]]:
+    """``(out_dir, key, old, new)`` of each setting that differs between a checkpoint's fingerprint and
+    this run's, if all are :data:`RESUMABLE_CHANGES`; else a ConfigError naming what differs."""
+    old, new = json.loads(saved), json.loads(current)
+    if old["cache"] != new["cache"]:
+        raise ConfigError(f"{state_path} belongs to a run on another cache (its shards' sha256 differ); "
+                          "delete it to start afresh")
+    if len(old["configs"]) != len(new["configs"]):
+        raise ConfigError(f"{state_path} belongs to a run of {len(old['configs'])} SAEs, this one trains "
+                          f"{len(new['configs'])}; delete it to start afresh")
+    changes, other = [], set()
+    for out, a, b in zip(outs, old["configs"], new["configs"]):
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                changes.append((out, key, a.get(key), b.get(key)))
+                if key not in RESUMABLE_CHANGES:
+                    other.add(key)
+    if other:
+        raise ConfigError(
+            f"{state_path} belongs to a run with other settings ({', '.join(sorted(other))} differ); restore them "
+            f"to resume, or delete it to start afresh (only {', '.join(RESUMABLE_CHANGES)} may change on resuming)"
+        )
+    return changes
+
+
+def _recovery_advice(state_path: Path, saved_step: int | None, cfg: TrainConfig) -> str:
+    """What to do after training stopped: resume from the kept checkpoint with a lower lr, or start afresh."""
+    if saved_step is not None and state_path.exists():
+        return (
+            f"The last good checkpoint (step {saved_step}) is kept in {state_path}. Lower the learning rate "
+            f"(lr, now {cfg.lr:g}: the config's train.lr, or that of the sweep entry or replication; saesuite train "
+            f"--lr) and rerun: training resumes from that checkpoint with the new rate and says so in its log. "
+            f"To start afresh instead, delete {state_path}. "
+            "If a lower rate does not help, check the cache for extreme values."
+        )
+    return (
+        f"No checkpoint was written before it (one every {cfg.checkpoint_every_steps} steps), so training starts "
+        f"afresh on a rerun: lower the learning rate (lr, now {cfg.lr:g}: the config's train.lr, or that of the "
+        f"sweep entry or replication; saesuite train --lr) and rerun. "
+        "If a lower rate does not help, check the cache for extreme values."
+    )
 
 
 @contextlib.contextmanager
@@ -334,7 +459,8 @@ def train_saes(
 ) -> list[dict]:
     """Train one SAE per ``(out_dir, cfg)`` from one read of the cache; return their ``cfg.json`` dicts.
 
-    The checkpoint lives in ``state_dir`` (default: the first run's ``out_dir``).
+    The checkpoint lives in ``state_dir`` (default: the first run's ``out_dir``). Every output
+    folder is locked for the run (a second run on one of them is refused, naming the holder).
     """
     cache = ActivationCache.open(cache_dir)
     configs = [cfg for _, cfg in runs]
@@ -346,21 +472,35 @@ def train_saes(
     valid = cache.valid_indices()  # rows of unreadable images are zeros in the cache: never trained on
     if base.batch_size > len(valid):
         raise ConfigError(f"batch_size {base.batch_size} is larger than the cache ({len(valid)} usable rows)")
+    folders = dict.fromkeys(Path(p) for p in [state_dir or runs[0][0], *(out for out, _ in runs)])
+    with contextlib.ExitStack() as locks:
+        for folder in folders:
+            locks.enter_context(output_lock(folder))
+        return _train_locked(cache, runs, configs, device, valid, Path(state_dir or runs[0][0]) / CHECKPOINT, extra_cfg)
+
+
+def _train_locked(cache: ActivationCache, runs: list[tuple[str | Path, TrainConfig]], configs: list[TrainConfig],
+                  device: torch.device, valid: np.ndarray, state_path: Path, extra_cfg: dict | None) -> list[dict]:
+    """:func:`train_saes` once its output folders are locked."""
+    base = configs[0]
     scale, b_dec = init_stats(cache, base)
     trainers = [Trainer(cfg, Path(out), cache.d, b_dec, device, cache, scale) for out, cfg in runs]
-    state_path = Path(state_dir or runs[0][0]) / CHECKPOINT
     fingerprint = _fingerprint(cache, configs)
-    start = 0
+    start, saved = 0, None
     if state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=False)
+        changes = []
         if state["fingerprint"] != fingerprint:
-            raise ConfigError(
-                f"{state_path} belongs to a run with another cache or config; delete it to start afresh"
-            )
-        start = state["step"]
+            changes = _resumable_changes(state_path, state["fingerprint"], fingerprint, [t.out_dir for t in trainers])
+        start = saved = state["step"]
         for t, s in zip(trainers, state["trainers"]):
             t.load_state(s)
         print(f"resuming from {state_path} at step {start} of {base.steps}")
+        for out, key, old, new in changes:
+            print(f"resuming {out} with {key} changed from {old} to {new} at step {start}: its first {start} steps "
+                  f"used {key} {old} (train_log.jsonl records the lr of every logged step)")
+            trainer = next(t for t in trainers if t.out_dir == out)
+            trainer.resumed_with_changes.append({"step": start, "key": key, "from": old, "to": new})
 
     order = SampleOrder(len(valid), base.seed, base.shuffle, base.shuffle_block_rows, base.shuffle_window_blocks)
 
@@ -373,15 +513,31 @@ def train_saes(
     widest = max(t.sae.d_sae for t in trainers)
     with _cpu_threads_for(cache.d, widest, device), tqdm(total=base.steps * base.batch_size, initial=start * base.batch_size, unit="sample",
               unit_scale=True, desc=desc) as bar:
-        for step, x in zip(range(start, base.steps), prefetch(batch, range(start, base.steps))):
-            records = [t.step(x, step) for t in trainers]
-            if records[0] is not None:
-                bar.set_postfix(loss=f"{records[0]['loss']:.4g}", l0=f"{records[0]['l0']:.1f}")
-                for t in trainers:
-                    t.write_log()
-            if (step + 1) % base.checkpoint_every_steps == 0 and step + 1 < base.steps:
-                _save_checkpoint(state_path, step + 1, trainers, fingerprint)
-            bar.update(base.batch_size)
+        try:
+            for step, x in zip(range(start, base.steps), prefetch(batch, range(start, base.steps))):
+                records = [t.step(x, step) for t in trainers]
+                if records[0] is not None:
+                    bar.set_postfix(loss=f"{records[0]['loss']:.4g}", l0=f"{records[0]['l0']:.1f}")
+                    for t in trainers:
+                        t.write_log()
+                if (step + 1) % base.checkpoint_every_steps == 0 and step + 1 < base.steps:
+                    # only weights that pass the step's own check are kept: the checkpoint a rerun resumes from
+                    for t in trainers:
+                        failure = t.failure_of_weights(x, step + 1)
+                        if failure:
+                            raise t.stop(failure)
+                    _save_checkpoint(state_path, step + 1, trainers, fingerprint)
+                    saved = step + 1
+                bar.update(base.batch_size)
+            for t in trainers:  # no diverged SAE is saved, even from a run shorter than its warm-ups
+                failure = t.failure_of_weights(x, base.steps, final=True)
+                if failure:
+                    raise t.stop(failure)
+        except TrainingError as err:
+            for t in trainers:
+                t.write_log()
+            cfg = getattr(err, "cfg", base)
+            raise TrainingError(f"{err}. {_recovery_advice(state_path, saved, cfg)}") from err
 
     out = []
     for t in trainers:
@@ -395,9 +551,8 @@ def train_saes(
 
 def _save_checkpoint(path: Path, step: int, trainers: list[Trainer], fingerprint: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"step": step, "fingerprint": fingerprint, "trainers": [t.state() for t in trainers]}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"step": step, "fingerprint": fingerprint, "trainers": [t.state() for t in trainers]}, tmp)
 
 
 def sae_config(t: Trainer, cache: ActivationCache, scale: float, extra: dict | None) -> dict:
@@ -429,8 +584,9 @@ def sae_config(t: Trainer, cache: ActivationCache, scale: float, extra: dict | N
         "recipe": cfg.recipe,
         "dead_latent_method_used": cfg.dead_method,
         "resampled_latents": t.resampled,
-        "training": {**asdict(cfg), "adam_betas": list(cfg.adam_betas)},
+        "training": {**cfg.hyperparameters(), "adam_betas": list(cfg.adam_betas)},
         "metadata": {"model_name": manifest["model"], "hook_name": manifest["hook"]},
+        **({"resumed_with_changes": t.resumed_with_changes} if t.resumed_with_changes else {}),
         **(extra or {}),
     }
 

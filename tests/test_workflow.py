@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -29,6 +30,7 @@ def smoke_runs(smoke_run, tmp_path_factory):
 
 
 MODELS = ("tiny-RN", "tiny-ViT")
+SWEEP = ("relu-l1-8e-5", "relu-l1-1e-3", "relu-l1-1e-2", "topk-8", "topk-32")
 
 
 def test_every_stage_writes_its_files(smoke_runs):
@@ -40,11 +42,11 @@ def test_every_stage_writes_its_files(smoke_runs):
             assert manifest["d"] == 64 and manifest["pretrained"] is None and manifest["init_seed"] == 0
         cfg = json.loads((run / "sae" / model / "cfg.json").read_text())
         assert (cfg["d_in"], cfg["d_sae"], cfg["training"]["expansion"]) == (64, 1024, 16)
-        for name in ("relu-l1-1e-3", "relu-l1-1e-2", "topk-8", "topk-32"):  # the sweep, trained in the same pass
+        for name in SWEEP:  # the sweep, trained in the same pass
             sweep_cfg = json.loads((run / "sae" / model / "sweep" / name / "cfg.json").read_text())
             assert sweep_cfg["architecture"] == ("topk" if name.startswith("topk") else "standard")
         frontier = (run / "sweep" / model / "frontier.csv").read_text().splitlines()
-        assert len(frontier) == 1 + 5 and frontier[0].startswith("name,model,architecture")
+        assert len(frontier) == 1 + 1 + len(SWEEP) and frontier[0].startswith("name,model,architecture")
         assert not (run / "sae" / model / "checkpoint.pt").exists()
         metrics = json.loads((run / "eval" / model / "metrics.json").read_text())
         validate(metrics, "metrics")
@@ -141,15 +143,24 @@ def test_a_bad_config_stops_before_any_job_with_a_message_naming_it(tmp_path, ed
 
 
 def test_a_missing_dataset_fails_the_job_with_where_it_looked(tmp_path):
+    """With the preflight check turned off (data only the compute nodes see), the job itself stops:
+    its message reaches the user as one line, its traceback stays in its log."""
     workdir = workflow_copy(tmp_path)
     config = yaml.safe_load((workdir / "config" / "smoke.yaml").read_text())
     config["fixture"] = None
     config["dataset"].update(fixture=False, root="data/nowhere")
     (workdir / "config" / "missing.yaml").write_text(yaml.safe_dump(config))
-    proc = snakemake(workdir, "--configfile", "config/missing.yaml", check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/missing.yaml"], cwd=workdir,
+        capture_output=True, text=True, env={**os.environ, "SAESUITE_PREFLIGHT_SKIP": "dataset"},
+    )
     assert proc.returncode != 0
-    log = next((workdir / "results" / "smoke" / "logs" / "cache_shard").glob("*.log")).read_text()
-    assert "CIFAR-10 not found: looked for" in log and "dataset.download: true" in log
+    log_file = next((workdir / "results" / "smoke" / "logs" / "cache_shard").glob("*.log"))
+    log = log_file.read_text()
+    assert "CIFAR-10 not found: looked for" in log and "dataset.download: true" in log and "Traceback" in log
+    message = next(line for line in proc.stderr.splitlines() if line.startswith("saesuite error: "))
+    assert "CIFAR-10 not found: looked for" in message and "(traceback in results/smoke/logs/cache_shard/" in message
+    assert "Traceback" not in proc.stdout + proc.stderr
     assert not list((workdir / "results" / "smoke").glob("cache/*/*/*.npy"))
 
 
@@ -229,29 +240,71 @@ def test_the_report_holds_every_figure_with_its_caption(smoke_runs):
     assert "Feature explorer" in text and any(n.endswith("/index.html") and "/raw/" in n for n in names)
 
 
-def test_the_paper_pdf_quotes_the_json_values_and_names_their_rules(smoke_runs):
+PAPER_SECTIONS = ("Abstract", "1 Introduction", "1.1 Related work", "2 Data", "Pre-processing.", "2.1 Hook layers",
+                  "3 Methods", "3.1 Sparse autoencoders and their recipes", "3.2 Evaluation metrics",
+                  "3.3 Feature-comparison methods", "4 Results", "4.1 Baseline replication", "4.2 SAE quality",
+                  "4.3 Comparison of the two models", "5 Limitations", "References",
+                  "A Reproducibility", "B Validation on planted data")
+
+
+def test_the_paper_pdf_quotes_the_json_values_and_names_their_rules(smoke_run):
+    """The paper: every section of the plan, at least 8 pages, 10 figures and 3 tables, a resolved
+    bibliography and no "??"; its numbers equal the JSON values; the smoke notice on page 1; links back."""
     import os
+
+    from saesuite.paper import chance_verdict
 
     if not has_tex():
         if os.environ.get("CI"):
             raise AssertionError("CI installs latexmk and pdftotext (.ci/run)")
         pytest.skip("TeX Live (latexmk) and poppler-utils (pdftotext) are not installed")
-    run = smoke_runs[0]
+    run = smoke_run
     snakemake(run.parents[1], "paper", "--configfile", "config/smoke.yaml")
     pdf = run / "paper" / "main.pdf"
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     flat = " ".join(text.split())
+    paths = re.sub(r"/ ", "/", flat)  # a path broken after a slash at a line end, joined
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+    assert int(re.search(r"Pages:\s+(\d+)", info).group(1)) >= 8
+    assert "Understanding and comparing learned features in CLIP models" in info  # hyperref's PDF title
+    figures = {int(n) for n in re.findall(r"Figure (\d+):", flat)}
+    tables = {int(n) for n in re.findall(r"Table (\d+):", flat)}
+    assert len(figures) >= 10 and len(tables) >= 3, (figures, tables)
+    for heading in PAPER_SECTIONS:
+        assert heading in flat, heading
+    assert "??" not in flat and "Citation" not in (run / "paper" / "main.log").read_text()
+    for cited in ("Kornblith", "Politis and Romano", "Huh et al.", "Karvonen et al.", "Gao et al.", "Jermyn and Templeton",
+                  "Song et al.", "Davari et al.", "Fry (2024)", "Radford et al."):
+        assert cited in flat, cited
+    # the smoke notice, on the first page, from the config
+    first_page = " ".join(text.split("\f")[0].split())
+    assert "Not a result: a smoke run." in first_page and "support no conclusion" in first_page
+    assert "random weights" in first_page and "synthetic cifar10-format fixture" in first_page
+    # the numbers are the JSON values
     metrics = json.loads((run / "eval" / "tiny-RN" / "metrics.json").read_text())
+    replication = json.loads((run / "eval" / "tiny-ViT" / "replication" / "metrics.json").read_text())
     comparison = json.loads((run / "compare" / "tiny-RN__tiny-ViT" / "comparison.json").read_text())
+    planted = json.loads((run / "compare" / "planted" / "planted_compare.json").read_text())
+    recovery = json.loads((run / "planted" / "recovery.json").read_text())
     seeds = comparison["topk_overlap"]["spread"]["seeds"]
     for value in (metrics["explained_variance"], metrics["population_sparsity"], comparison["linear_cka"]["value"],
-                  comparison["debiased_cka"]["value"], comparison["topk_overlap"]["value"], seeds["min"], seeds["max"]):
+                  comparison["debiased_cka"]["value"], comparison["topk_overlap"]["value"], seeds["min"], seeds["max"],
+                  comparison["topk_overlap"]["interval"]["low"], comparison["topk_overlap"]["interval"]["high"],
+                  comparison["topk_overlap"]["chance"], replication["l0"], replication["explained_variance"],
+                  planted["overlap_pairing"]["recall"], recovery["main"]["mean_best_cosine"]):
         assert f"{value:.4g}".replace("-", "−") in flat or f"{value:.4g}" in flat, (value, flat[:2000])
     assert f"Over {comparison['n_images']:,} images".replace(",", ",") in flat
-    # the links back: the rule and file behind the numbers and each figure
+    # the sentences say what the numbers say
+    said = {"above": "tiny-RN features overlap with tiny-ViT features more than chance",
+            "below": "tiny-RN features overlap with tiny-ViT features less than chance",
+            "chance": "tiny-RN features do not overlap with tiny-ViT features more than chance"}
+    assert said[chance_verdict(comparison["topk_overlap"])] in flat
+    # the links back: the rule and file behind the numbers, each table and figure, and the timings
     for needle in ("paper_numbers", "results/smoke/paper/numbers.tex", "figure_frontier", "compare_figures",
-                   "results/smoke/figures/frontier.png"):
-        assert needle in flat, needle
+                   "results/smoke/figures/frontier.png", "eval_figures", "figure_training_curve",
+                   "planted_dictionary_recovery", "results/smoke/provenance.json", "Wall time of every rule"):
+        assert needle in paths, needle
+    assert re.search(r"train_sae 2 \d+\.\d", flat)  # the wall-time table, from the benchmark files
 
 
 def test_slurm_profile_dry_run_fans_out_the_cache_and_asks_for_gpus(tmp_path):
@@ -259,6 +312,11 @@ def test_slurm_profile_dry_run_fans_out_the_cache_and_asks_for_gpus(tmp_path):
     workdir = workflow_copy(tmp_path)
     env = {"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin", "HOME": str(tmp_path)}
     assert shutil.which("sbatch", path=env["PATH"]) is None
+    # the preflight checks the paper config's dataset root on the submitting host (a cluster's data is on
+    # the shared file system it sees): an ImageFolder layout with one class. The CUDA check is left to the
+    # jobs' machines, which a note says
+    for split in ("train", "val"):
+        (workdir / "data" / "imagenet" / split / "n01440764").mkdir(parents=True)
     out = {}
     for config in ("smoke", "config"):
         proc = subprocess.run(
@@ -267,6 +325,9 @@ def test_slurm_profile_dry_run_fans_out_the_cache_and_asks_for_gpus(tmp_path):
         )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         out[config] = proc.stdout
+        if config == "config":
+            assert "saesuite preflight: not checking this machine for a CUDA GPU" in proc.stderr
+            assert "the slurm executor runs the jobs on the machines it assigns" in proc.stderr
     stats = dict(line.split() for line in out["smoke"].split("Job stats:")[1].split("Reasons:")[0].splitlines()[3:]
                  if len(line.split()) == 2)
     assert stats["cache_shard"] == "8" and stats["gather_cache"] == "4"  # 2 models x 2 splits x 2 shards

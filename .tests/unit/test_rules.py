@@ -38,7 +38,7 @@ RULES = (
     "cifar10_fixture", "cache_shard", "gather_cache", "train_sae", "train_seed_sae", "train_replication",
     "sweep_frontier", "evaluate_sae", "compare_saes", "compare_sweep", "planted_compare", "eval_figures",
     "compare_figures", "figure_compare_sweep", "figure_frontier", "figure_lifetime_sparsity",
-    "figure_training_curve", "explorer", "paper_numbers",
+    "figure_training_curve", "explorer", "planted_dictionary_recovery", "paper_numbers",
     "paper_sources", "paper_pdf", "provenance",
 )
 
