@@ -41,7 +41,9 @@ rule paper_numbers:
         metrics_replication=expand(f"{RUN}/eval/{{model}}/replication/metrics.json", model=REPLICATED),
         baseline="paper/baseline.yaml",
         # the cfg.json of each paper role: A and B the main SAEs, R the replication
-        cfgs=[f"{RUN}/sae/{model}/{'replication/' if role == 'R' else ''}cfg.json" for role, model in PAPER_ROLES.items()],
+        cfgs=[
+            f"{RUN}/sae/{model}/{'replication/' if role == 'R' else ''}cfg.json" for role, model in PAPER_ROLES.items()
+        ],
         manifests=[cache_manifest(model, EVAL_SPLIT) for model in PAPER_ROLES.values()],
         sweep=f"{RUN}/compare/{PAIR}/sweep.csv",
         frontiers=expand(f"{RUN}/sweep/{{model}}/frontier.csv", model=[A, B]),
@@ -71,13 +73,15 @@ rule paper_numbers:
 # with the rule that draws it.
 PAPER_FIGURES = {
     "frontier": ("figure_frontier", f"{RUN}/figures/frontier.png"),
-    **{f"{figure}_{role.lower()}": (rule, path.format(model=model))
-       for role, model in (("A", A), ("B", B))
-       for figure, rule, path in (
-           ("lifetime", "figure_lifetime_sparsity", f"{RUN}/figures/lifetime_sparsity_{{model}}.png"),
-           ("training", "figure_training_curve", f"{RUN}/figures/training_curve_{{model}}.png"),
-           *((name, "eval_figures", f"{RUN}/figures/eval/{{model}}/{name}.png") for name in EVAL_FIGURES),
-       )},
+    **{
+        f"{figure}_{role.lower()}": (rule, path.format(model=model))
+        for role, model in (("A", A), ("B", B))
+        for figure, rule, path in (
+            ("lifetime", "figure_lifetime_sparsity", f"{RUN}/figures/lifetime_sparsity_{{model}}.png"),
+            ("training", "figure_training_curve", f"{RUN}/figures/training_curve_{{model}}.png"),
+            *((name, "eval_figures", f"{RUN}/figures/eval/{{model}}/{name}.png") for name in EVAL_FIGURES),
+        )
+    },
     **{name: ("compare_figures", f"{RUN}/figures/compare/{PAIR}/{name}.png") for name in COMPARE_FIGURES},
     "sweep": ("figure_compare_sweep", f"{RUN}/figures/compare/{PAIR}/sweep.png"),
     "planted_pairs": ("planted_compare", f"{RUN}/figures/compare/planted_shared_fraction.png"),
