@@ -180,3 +180,47 @@ def test_mutual_knn_leaves_rows_of_zeros_out_instead_of_failing():
     keep = np.ones(60, bool)
     keep[[2, 9, 30]] = False
     assert mutual_knn(x, y, 4) == pytest.approx(brute_mutual_knn(x[keep], y[keep], 4))
+
+
+def test_the_comparison_along_the_sweep_against_a_direct_computation(synthetic, tmp_path):
+    """compare_along_sweep: each name both models have, its L0s, top-k overlap both ways and the
+    debiased CKA of the codes, recomputed here from numpy codes with plain set arithmetic."""
+    from saesuite.sweep_comparison import compare_along_sweep
+
+    base = synthetic["dir"].parent
+    xa, xb = synthetic["x"]
+    w_sparse = relu_sae(12, 24, 3, 2.2, "my-model-a", "encoder.layer3.output", tmp_path / "a_sparse")
+    saes_a = {"main": base / "sae_a", "sparse": tmp_path / "a_sparse", "a_only": base / "sae_a"}
+    saes_b = {"main": base / "sae_b", "sparse": base / "sae_b"}
+    k = 5
+    table = compare_along_sweep(base / "cache_a", base / "cache_b", saes_a, saes_b, k=k)
+    assert table["name"].tolist() == ["main", "sparse"]  # names both models trained, in A's order
+
+    def top_sets(c):  # the k largest positive entries of each column, ties to the lower row
+        sets = []
+        for j in range(c.shape[1]):
+            rows = [r for r in sorted(range(len(c)), key=lambda r: (-c[r, j], r)) if c[r, j] > 0][:k]
+            sets.append(set(rows) if len(rows) == k else None)
+        return sets
+
+    def best(sa, sb):
+        alive_b = [s for s in sb if s is not None]
+        return np.mean([max((len(s & t) / k for t in alive_b), default=0.0) for s in sa if s is not None])
+
+    def debiased(x, y):  # unbiased HSIC (Song et al. 2012) of linear kernels, written out
+        def hsic(K, L):
+            n = len(K)
+            K, L = K - np.diag(np.diag(K)), L - np.diag(np.diag(L))
+            return (np.trace(K @ L) + K.sum() * L.sum() / ((n - 1) * (n - 2)) - 2 * (K.sum(0) @ L.sum(0)) / (n - 2)) / (n * (n - 3))
+        K, L = x @ x.T, y @ y.T
+        return hsic(K, L) / np.sqrt(hsic(K, K) * hsic(L, L))
+
+    for name, wa in (("main", synthetic["w_a"]), ("sparse", w_sparse)):
+        row = table.set_index("name").loc[name]
+        ca, cb = codes(xa, wa), codes(xb, synthetic["w_b"])
+        assert row["l0_a"] == pytest.approx((ca > 0).sum(1).mean()) and row["l0_b"] == pytest.approx((cb > 0).sum(1).mean())
+        ta, tb = top_sets(ca), top_sets(cb)
+        assert row["topk_overlap"] == pytest.approx(best(ta, tb))
+        assert row["topk_overlap_b_to_a"] == pytest.approx(best(tb, ta))
+        assert row["debiased_cka_codes"] == pytest.approx(debiased(ca, cb), rel=1e-6)
+    assert table.loc[1, "l0_a"] < table.loc[0, "l0_a"]  # the higher threshold fires less

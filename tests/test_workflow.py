@@ -22,19 +22,21 @@ pytestmark = pytest.mark.workflow
 
 
 @pytest.fixture(scope="module")
-def smoke_runs(smoke_run, tmp_path_factory):
-    """The session's smoke run and a second one from scratch, made as a user makes it (no --notemp)."""
+def second_run(tmp_path_factory):
+    """A second smoke run from scratch, made as a user makes it (no --notemp): the same-machine
+    cross-run check (`pytest -m crossrun`, ~4 min; the per-rule tests in .tests/unit already rerun
+    every rule on one machine and compare bytes, so the default run leaves this out)."""
     workdir = workflow_copy(tmp_path_factory.mktemp("second"))
     snakemake(workdir, *SMOKE)
-    return [smoke_run, workdir / "results" / "smoke"]
+    return workdir / "results" / "smoke"
 
 
 MODELS = ("tiny-RN", "tiny-ViT")
 SWEEP = ("relu-l1-8e-5", "relu-l1-1e-3", "relu-l1-1e-2", "topk-8", "topk-32")
 
 
-def test_every_stage_writes_its_files(smoke_runs):
-    run = smoke_runs[0]
+def test_every_stage_writes_its_files(smoke_run):
+    run = smoke_run
     for model in MODELS:
         for split in ("train", "test"):
             manifest = json.loads((run / "cache" / model / split / "manifest.json").read_text())
@@ -66,6 +68,19 @@ def test_every_stage_writes_its_files(smoke_runs):
     comparison = json.loads((run / "compare" / "tiny-RN__tiny-ViT" / "comparison.json").read_text())
     validate(comparison, "comparison")
     assert 0 <= comparison["linear_cka"]["value"] <= 1 and comparison["n_images"] == 1000
+    # the headline comparison is at matched sparsity: the main SAEs' L0 on the eval split within 10%
+    l0 = [json.loads((run / "eval" / m / "metrics.json").read_text())["l0"] for m in MODELS]
+    assert max(l0) <= 1.1 * min(l0), l0
+    # one top-k for every stage (config key top_k): evaluation's and the comparison's
+    top_k = yaml.safe_load((run.parents[1] / "config" / "smoke.yaml").read_text())["top_k"]
+    assert comparison["k"] == top_k == json.loads((run / "eval" / "tiny-RN" / "metrics.json").read_text())["top_k"]
+    # the comparison along the sweep: main and every sweep entry, with both L0s
+    sweep = pd.read_csv(run / "compare" / "tiny-RN__tiny-ViT" / "sweep.csv")
+    assert sweep["name"].tolist() == ["main", *SWEEP] and (sweep.loc[0, ["l0_a", "l0_b"]] == 16).all()
+    # the baseline's replication: its own recipe and expansion, evaluated
+    replication = json.loads((run / "sae" / "tiny-ViT" / "replication" / "cfg.json").read_text())
+    assert (replication["recipe"], replication["d_sae"]) == ("fry2024", 64 * 64)
+    assert json.loads((run / "eval" / "tiny-ViT" / "replication" / "metrics.json").read_text())["d_sae"] == 4096
     # train.extra_seeds [1]: a second SAE per model, its own job and sample order; every score's seed spread
     for model in MODELS:
         main, other = (json.loads((run / "sae" / model / sub / "cfg.json").read_text())["training"]
@@ -87,16 +102,17 @@ def test_every_stage_writes_its_files(smoke_runs):
     assert explorer["thumbnails"] == len(list((run / "explorer" / "img").iterdir())) <= 1000
     planted = json.loads((run / "compare" / "planted" / "planted_compare.json").read_text())
     assert planted["correlation_pairing"]["precision"] == 1.0
-    # temporary per-shard files are gone where they were not kept (--notemp keeps them for the rule tests)
+    # the per-shard temporary files are kept (--notemp) for the rule tests
     assert list(run.glob("cache/*/*/labels-*.npy")) and list(run.glob("cache/*/*/shard-*.json"))
-    second = smoke_runs[1]
-    assert not list(second.glob("cache/*/*/labels-*.npy")) and not list(second.glob("cache/*/*/shard-*.json"))
     # every rule left a log and a benchmark
     assert len(list(run.glob("benchmarks/**/*.tsv"))) == len(list(run.glob("logs/**/*.log"))) >= 20
 
 
-def test_two_runs_from_scratch_are_byte_identical(smoke_runs):
-    first, second = smoke_runs
+@pytest.mark.crossrun
+def test_two_runs_from_scratch_are_byte_identical(smoke_run, second_run):
+    first, second = smoke_run, second_run
+    # temporary per-shard files are gone where they were not kept (--notemp)
+    assert not list(second.glob("cache/*/*/labels-*.npy")) and not list(second.glob("cache/*/*/shard-*.json"))
     files = sorted(
         p.relative_to(first)
         for pattern in ("eval/*/metrics.json", "compare/*/comparison.json", "sae/*/sae_weights.safetensors",
@@ -108,8 +124,8 @@ def test_two_runs_from_scratch_are_byte_identical(smoke_runs):
         assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
 
 
-def test_a_second_run_has_nothing_to_do(smoke_runs):
-    out = snakemake(smoke_runs[0].parents[1], "--configfile", "config/smoke.yaml", "--dry-run").stdout
+def test_a_second_run_has_nothing_to_do(smoke_run):
+    out = snakemake(smoke_run.parents[1], "--configfile", "config/smoke.yaml", "--dry-run").stdout
     assert "Nothing to be done" in out
 
 
@@ -167,10 +183,10 @@ def test_a_missing_dataset_fails_the_job_with_where_it_looked(tmp_path):
 # --- packaging: provenance, code hashes, report, paper PDF, SLURM profile -------------------
 
 
-def test_provenance_records_the_run_and_every_output(smoke_runs):
+def test_provenance_records_the_run_and_every_output(smoke_run):
     from saesuite.provenance import config_hash, sha256_file
 
-    run = smoke_runs[0]
+    run = smoke_run
     record = json.loads((run / "provenance.json").read_text())
     config = yaml.safe_load((run.parents[1] / "config" / "smoke.yaml").read_text())
     assert record["config"] == config and record["config_sha256"] == config_hash(config)
@@ -186,9 +202,10 @@ def test_provenance_records_the_run_and_every_output(smoke_runs):
         assert record["outputs"][rel] == sha256_file(run / rel)
 
 
-def test_two_runs_from_scratch_have_the_same_hash_for_every_output(smoke_runs):
+@pytest.mark.crossrun
+def test_two_runs_from_scratch_have_the_same_hash_for_every_output(smoke_run, second_run):
     """Every file the two runs wrote, figures and tables included, except logs and timings."""
-    first, second = (json.loads((run / "provenance.json").read_text())["outputs"] for run in smoke_runs)
+    first, second = (json.loads((run / "provenance.json").read_text())["outputs"] for run in (smoke_run, second_run))
     kept = {rel for rel in first if re.fullmatch(r"cache/[^/]+/[^/]+/(labels-\d{5}\.npy|shard-\d{5}\.json)", rel)}
     assert len(kept) == 2 * 2 * 2 * 2 and first.keys() - kept == second.keys()  # the first run kept its temp files
     compared = [rel for rel in second if not rel.startswith(("logs/", "benchmarks/"))]
@@ -196,10 +213,10 @@ def test_two_runs_from_scratch_have_the_same_hash_for_every_output(smoke_runs):
     assert [rel for rel in compared if first[rel] != second[rel]] == []
 
 
-def test_a_change_to_the_saesuite_code_a_rule_calls_reruns_it_and_only_its_dependents(smoke_runs, tmp_path):
+def test_a_change_to_the_saesuite_code_a_rule_calls_reruns_it_and_only_its_dependents(smoke_run, tmp_path):
     import os
 
-    workdir = smoke_runs[0].parents[1]
+    workdir = smoke_run.parents[1]
     package = tmp_path / "saesuite"
     shutil.copytree(REPO / "saesuite", package, ignore=shutil.ignore_patterns("__pycache__"))
     (package / "figures.py").write_text((package / "figures.py").read_text() + "\n# a change\n")
@@ -218,10 +235,10 @@ def test_a_change_to_the_saesuite_code_a_rule_calls_reruns_it_and_only_its_depen
     assert "params" in proc.stdout.lower()  # the reason given: the rule's `code` param changed
 
 
-def test_the_report_holds_every_figure_with_its_caption(smoke_runs):
+def test_the_report_holds_every_figure_with_its_caption(smoke_run):
     import zipfile
 
-    workdir = smoke_runs[0].parents[1]
+    workdir = smoke_run.parents[1]
     # the form the README offers: a zip (a pure report.html refuses the explorer's directory)
     offered = re.findall(r"`snakemake --report (\S+)`", (REPO / "README.md").read_text())
     assert offered == ["report.zip"], offered
