@@ -37,6 +37,16 @@ def snakemake(workdir: Path, *args: str, check: bool = True, cores: int = 2) -> 
     return proc
 
 
+def dry_run_with(workdir: Path, config: dict) -> subprocess.CompletedProcess:
+    """``snakemake -n`` in a fresh copy of the workflow at ``workdir`` with ``config`` as its config file."""
+    import yaml
+
+    workflow_copy(workdir)
+    (workdir / "config" / "bad.yaml").write_text(yaml.safe_dump(config))
+    return subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "config/bad.yaml"],
+                          cwd=workdir, capture_output=True, text=True)
+
+
 def has_tex() -> bool:
     """TeX Live and poppler, which the paper's PDF and its tests need (.ci/run installs them)."""
     return shutil.which("latexmk") is not None and shutil.which("pdftotext") is not None

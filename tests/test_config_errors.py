@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -78,14 +76,12 @@ def test_the_message_names_the_key_the_problem_and_what_is_allowed(tmp_path, edi
     ],
 )
 def test_snakemake_prints_a_few_lines_naming_the_key(tmp_path, edit, needles):
-    from tests.smoke import workflow_copy
+    from tests.smoke import dry_run_with
 
-    workdir = workflow_copy(tmp_path / "workflow")
+    workdir = tmp_path / "workflow"
     config = smoke_config()
     edit(config)
-    (workdir / "config" / "bad.yaml").write_text(yaml.safe_dump(config))
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "config/bad.yaml"],
-                          cwd=workdir, capture_output=True, text=True)
+    proc = dry_run_with(workdir, config)
     assert proc.returncode != 0
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
     assert len(lines) <= 10, "\n".join(lines)

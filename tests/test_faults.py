@@ -25,7 +25,7 @@ from saesuite.outputs import LOCK_NAME, atomic_path, default_file_mode, output_l
 from saesuite.planted import write_array_cache
 from saesuite.train import CHECKPOINT, TrainConfig, Trainer, train_sae
 
-from tests.smoke import workflow_copy
+from tests.smoke import dry_run_with
 
 SMALL = dict(lr_warmup_samples=256, l1_warmup_samples=512, b_dec_init_samples=256, dead_window_samples=2048,
              device="cpu", b_dec_init="mean")
@@ -417,12 +417,10 @@ def rename_model(config, old, new):
     ids=["missing-dataset-root", "unknown-model", "unknown-hook"],
 )
 def test_a_dry_run_stops_before_any_job_with_one_clear_message(tmp_path, edit, needle):
-    workdir = workflow_copy(tmp_path / "workflow")
+    workdir = tmp_path / "workflow"
     config = smoke_config()
     edit(config)
-    (workdir / "config" / "bad.yaml").write_text(yaml.safe_dump(config))
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "config/bad.yaml"],
-                          cwd=workdir, capture_output=True, text=True)
+    proc = dry_run_with(workdir, config)
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert needle.format(workdir=workdir) in text, text
