@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_cache.py                       # CPU: tiny-RN and tiny-ViT on the CIFAR fixture
     python benchmarks/bench_cache.py --paper --device cuda           # GPU: RN50 and ViT-L-14 at 224 px on JPEGs
 
-Writes results/bench/cache.json (see saesuite/cache_bench.py for what each figure means).
+Writes results/bench/cache.json (see saesuite/cache/bench.py for what each figure means).
 """
 import argparse
 import json
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from saesuite.cache_bench import run_benchmark
+from saesuite.cache.bench import run_benchmark
 
 TINY = [("tiny-RN", "attnpool"), ("tiny-ViT", "resid_cls:-2")]
 PAPER = [("RN50", "attnpool"), ("ViT-L-14", "resid_cls:22")]

@@ -24,10 +24,10 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
-from saesuite.cka import cross_moments, debiased_cka, linear_cka
-from saesuite.feature_comparison import _CorrelationCandidates
-from saesuite.overlap import best_overlap, overlap_counts, relabel_rows, sparse_topk
-from saesuite.pairing import match_sparse
+from saesuite.compare.cka import cross_moments, debiased_cka, linear_cka
+from saesuite.compare.features import _CorrelationCandidates
+from saesuite.compare.overlap import best_overlap, overlap_counts, relabel_rows, sparse_topk
+from saesuite.compare.pairing import match_sparse
 
 
 def peak_gib() -> float:

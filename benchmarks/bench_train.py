@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from saesuite.train import Trainer, TrainConfig
+from saesuite.sae.train import Trainer, TrainConfig
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense, SXM
 

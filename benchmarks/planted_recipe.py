@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file
 
-from saesuite.planted import PlantedSpec, planted_activations, planted_dictionary, recovery, write_array_cache
-from saesuite.sae import encode_numpy
-from saesuite.train import TrainConfig, train_saes
+from saesuite.cache.planted import PlantedSpec, planted_activations, planted_dictionary, recovery, write_array_cache
+from saesuite.sae.model import encode_numpy
+from saesuite.sae.train import TrainConfig, train_saes
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = PlantedSpec(d=64, n_true=256, k=4, alpha=0.5, coef_low=0.5, coef_high=1.5, seed=0)

@@ -15,7 +15,7 @@ bytes of a plain matmul here:
 * all of them at once, at their narrowest (ATen ``default``, MKL ``COMPATIBLE``, oneDNN ``SSE41``,
   one core).
 
-The reference value of each headline number (``saesuite.diff_runs.headline_numbers``) is the
+The reference value of each headline number (``saesuite.report.diff_runs.headline_numbers``) is the
 baseline run's (one thread, the machine's own kernels); its tolerance is ``MULTIPLE`` times the
 largest distance of any condition from the baseline, and never less than ``MULTIPLE`` times the
 number's printing resolution for integers (an alive count that moved by 0 still gets 1·MULTIPLE).
@@ -98,7 +98,7 @@ def main() -> None:
             smoke_run(args.workdir / name, *CONDITIONS[name])
             seconds[name] = round(time.perf_counter() - start, 1)
             print(f"{name}: {seconds[name]} s", flush=True)
-    from saesuite.diff_runs import headline_numbers
+    from saesuite.report.diff_runs import headline_numbers
 
     runs = {name: headline_numbers(args.workdir / name / "results" / "smoke") for name in args.conditions}
     table = tolerances(runs)

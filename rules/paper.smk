@@ -3,7 +3,7 @@
 # after provenance.json), then the PDF (rule paper_pdf, latexmk). Not in rule all (a machine without
 # TeX Live still runs the pipeline):
 #   snakemake paper --configfile config/smoke.yaml
-from saesuite.paper_sources import run_benchmark_files
+from saesuite.report.paper_sources import run_benchmark_files
 
 # The planted-dictionary benchmark the paper's validation appendix reports: its SAEs are trained
 # on the synthetic activations the planted config named by `planted_validation` defines (the paper:

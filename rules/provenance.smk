@@ -1,9 +1,9 @@
 # Provenance: results/{run}/provenance.json records what made the run (git commit and dirty
 # flag, the config and its hash, package versions, the device) and the sha256 of every file the
 # run wrote. Every rule also carries `code`, a hash of the saesuite sources its script imports
-# (saesuite.provenance.code_hash), as a param: Snakemake reruns a rule whose params changed, so
+# (saesuite.report.provenance.code_hash), as a param: Snakemake reruns a rule whose params changed, so
 # a change to the library code a rule calls reruns it and what depends on it.
-from saesuite.provenance import code_hash
+from saesuite.report.provenance import code_hash
 
 SCRIPTS = f"{workflow.basedir}/workflow/scripts"
 PROVENANCE = f"{RUN}/provenance.json"

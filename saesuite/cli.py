@@ -49,7 +49,7 @@ LEVEL = _number(float, 0, 1, low_open=True, high_open=True)
 
 
 def cmd_fixture(args) -> None:
-    from saesuite.fixture import make_cifar10_fixture
+    from saesuite.data.fixture import make_cifar10_fixture
 
     prepare_output_dir(args.dir)
     base = make_cifar10_fixture(args.dir, n=args.n, n_test=args.n_test, seed=args.seed)
@@ -58,9 +58,9 @@ def cmd_fixture(args) -> None:
 
 def cmd_cache(args) -> None:
     prepare_output_dir(args.out_dir)
-    from saesuite.backbones import load_backbone
-    from saesuite.cache import cache_activations
-    from saesuite.data import DatasetSpec, load_dataset
+    from saesuite.models.backbones import load_backbone
+    from saesuite.cache.cache import cache_activations
+    from saesuite.data.datasets import DatasetSpec, load_dataset
 
     spec = DatasetSpec(args.dataset, args.root, download=args.download, fixture=args.fixture)
     dataset = load_dataset(spec, args.split)  # a missing dataset fails before any model loads
@@ -76,7 +76,7 @@ def cmd_cache(args) -> None:
 
 
 def cmd_verify(args) -> None:
-    from saesuite.cache import verify_cache
+    from saesuite.cache.cache import verify_cache
 
     manifest = verify_cache(args.dir, checksums=True, finite=True)
     print(f"{args.dir}: OK ({manifest['n']} rows x {manifest['d']}, {len(manifest['shards'])} shards, {manifest['dtype']})")
@@ -84,7 +84,7 @@ def cmd_verify(args) -> None:
 
 def cmd_train(args) -> None:
     prepare_output_dir(args.out_dir)
-    from saesuite.train import TrainConfig, train_sae
+    from saesuite.sae.train import TrainConfig, train_sae
 
     cfg = TrainConfig(
         architecture=args.architecture, expansion=args.expansion, k=args.k, l1_coefficient=args.l1,
@@ -98,9 +98,9 @@ def cmd_train(args) -> None:
 
 def cmd_evaluate(args) -> None:
     prepare_output_dir(args.out_dir)
-    from saesuite.evaluate import EvalConfig, evaluate_sae
+    from saesuite.evaluate.evaluation import EvalConfig, evaluate_sae
 
-    from saesuite.data import DatasetSpec
+    from saesuite.data.datasets import DatasetSpec
 
     cfg = EvalConfig(near_zero_threshold=args.near_zero_threshold, dead_threshold=args.dead_threshold, device=args.device)
     spec = DatasetSpec(args.dataset, args.root, fixture=args.fixture) if args.dataset else None
@@ -109,9 +109,9 @@ def cmd_evaluate(args) -> None:
 
 def cmd_compare(args) -> None:
     prepare_output_dir(args.out_dir)
-    from saesuite.compare import compare_saes
+    from saesuite.compare.saes import compare_saes
 
-    from saesuite.feature_comparison import CompareSettings
+    from saesuite.compare.features import CompareSettings
 
     settings = CompareSettings(k=args.k, knn_k=args.knn_k, permutations=args.permutations, interval_splits=args.interval_splits,
                                interval_level=args.interval_level, seed=args.seed)
@@ -123,14 +123,14 @@ def cmd_compare(args) -> None:
 
 
 def cmd_prefetch_weights(args) -> None:
-    from saesuite.backbones import prefetch
+    from saesuite.models.backbones import prefetch
 
     for spec in prefetch(args.specs):
         print(f"fetched the weights of {spec}")
 
 
 def cmd_diff_runs(args) -> int:
-    from saesuite.diff_runs import diff, render_report, report_json
+    from saesuite.report.diff_runs import diff, render_report, report_json
 
     report = diff(args.run_a, args.run_b, args.tolerances)
     print(report_json(report) if args.json else render_report(report))
@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir")
     p.set_defaults(func=cmd_verify)
 
-    from saesuite.train import TrainConfig
+    from saesuite.sae.train import TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("train", help="train an SAE on an activation cache (defaults: the paper's recipe)")

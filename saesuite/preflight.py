@@ -28,7 +28,7 @@ import os
 from pathlib import Path
 
 from saesuite.errors import ConfigError
-from saesuite.hooks import HookSpec, hook_problem, unknown_model_message
+from saesuite.models.hooks import HookSpec, hook_problem, unknown_model_message
 
 SKIP_ENV = "SAESUITE_PREFLIGHT_SKIP"
 CHECKS = ("dataset", "models", "device")

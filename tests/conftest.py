@@ -12,10 +12,10 @@ from pathlib import Path  # noqa: E402
 
 import pytest
 
-from saesuite.backbones import load_backbone
-from saesuite.cache import cache_activations
-from saesuite.data import DatasetSpec, load_dataset
-from saesuite.fixture import make_cifar10_fixture
+from saesuite.models.backbones import load_backbone
+from saesuite.cache.cache import cache_activations
+from saesuite.data.datasets import DatasetSpec, load_dataset
+from saesuite.data.fixture import make_cifar10_fixture
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,7 @@ import open_clip
 import pytest
 import torch
 
-from saesuite.backbones import HookSpec, load_backbone
+from saesuite.models.backbones import HookSpec, load_backbone
 from saesuite.errors import ConfigError
 
 
@@ -180,7 +180,7 @@ def test_open_clip_alone_builds_vit_l14_with_the_wrong_gelu_and_only_warns(no_do
 
 
 def test_a_quick_gelu_mismatch_is_an_error(no_download, monkeypatch):
-    from saesuite import backbones
+    from saesuite.models import backbones
 
     # open_clip's warning, raised: settings that do not force QuickGELU for the openai tag
     monkeypatch.setattr(backbones, "tag_settings", lambda name, pretrained: backbones.TagSettings(quick_gelu=False))
@@ -191,7 +191,7 @@ def test_a_quick_gelu_mismatch_is_an_error(no_download, monkeypatch):
 def test_a_gelu_tag_on_a_quickgelu_config_is_refused_before_any_download(no_download, monkeypatch):
     from open_clip import pretrained as registry
 
-    from saesuite.backbones import tag_settings
+    from saesuite.models.backbones import tag_settings
 
     monkeypatch.setitem(registry._PRETRAINED, "ViT-L-14-quickgelu", {"gelu_tag": {"url": "x", "quick_gelu": False}})
     with pytest.raises(ConfigError, match="trained with nn.GELU .* without '-quickgelu'"):
@@ -200,7 +200,7 @@ def test_a_gelu_tag_on_a_quickgelu_config_is_refused_before_any_download(no_down
 
 
 def test_tag_settings_are_read_from_open_clip_and_absent_without_a_tag():
-    from saesuite.backbones import TagSettings, tag_settings
+    from saesuite.models.backbones import TagSettings, tag_settings
 
     assert tag_settings("ViT-L-14", "openai") == TagSettings(True, OPENAI_MEAN, OPENAI_STD, "bicubic", "shortest")
     assert tag_settings("ViT-L-14", "openai").create_kwargs() == {
@@ -211,7 +211,7 @@ def test_tag_settings_are_read_from_open_clip_and_absent_without_a_tag():
 
 
 def test_prefetch_downloads_through_the_same_builder(no_download, monkeypatch):
-    from saesuite import backbones
+    from saesuite.models import backbones
     from saesuite.cli import main
 
     built = []

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from saesuite.backbones import load_backbone
-from saesuite.cache import ActivationCache, cache_shard, shard_rows, verify_cache, write_manifest
+from saesuite.models.backbones import load_backbone
+from saesuite.cache.cache import ActivationCache, cache_shard, shard_rows, verify_cache, write_manifest
 from saesuite.cli import main
-from saesuite.data import load_dataset
+from saesuite.data.datasets import load_dataset
 from saesuite.errors import CacheError
 
 KEYS = {"n", "d", "dtype", "model", "pretrained", "hook", "dataset", "split", "shards"}
@@ -93,7 +93,7 @@ def test_nan_in_a_shard_is_caught(cache_copy):
     arr = np.load(cache_copy / "shard-00000.npy")
     arr[3, 2] = np.nan
     np.save(cache_copy / "shard-00000.npy", arr)
-    from saesuite.cache import sha256_file
+    from saesuite.cache.cache import sha256_file
 
     manifest["shards"][0]["sha256"] = sha256_file(cache_copy / "shard-00000.npy")
     (cache_copy / "manifest.json").write_text(json.dumps(manifest))
@@ -103,14 +103,14 @@ def test_nan_in_a_shard_is_caught(cache_copy):
     # training and evaluation open caches through ActivationCache.open: the same full check
     with pytest.raises(CacheError, match="shard-00000.npy holds NaN or inf values"):
         ActivationCache.open(cache_copy)
-    from saesuite.train import TrainConfig, train_sae
+    from saesuite.sae.train import TrainConfig, train_sae
 
     with pytest.raises(CacheError, match="shard-00000.npy holds NaN or inf values"):
         train_sae(cache_copy, cache_copy.parent / "sae", TrainConfig())
 
 
 def test_training_refuses_a_corrupted_cache(cache_copy):
-    from saesuite.train import TrainConfig, train_sae
+    from saesuite.sae.train import TrainConfig, train_sae
 
     shard = cache_copy / "shard-00001.npy"
     data = bytearray(shard.read_bytes())

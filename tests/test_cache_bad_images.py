@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from saesuite.backbones import load_backbone
-from saesuite.cache import ActivationCache, cache_activations, sha256_file, verify_cache
-from saesuite.data import DatasetSpec, load_dataset
+from saesuite.models.backbones import load_backbone
+from saesuite.cache.cache import ActivationCache, cache_activations, sha256_file, verify_cache
+from saesuite.data.datasets import DatasetSpec, load_dataset
 from saesuite.errors import CacheError
 
 BAD = {"n01443537/img2.JPEG": "garbage", "n01440764/img4.JPEG": "truncated"}  # rows 8 and 4 (sorted order)

@@ -2,7 +2,7 @@
 
 import torch
 
-from saesuite.cache_bench import run_benchmark
+from saesuite.cache.bench import run_benchmark
 
 
 def test_benchmark_paths_agree_and_the_cache_path_skips_the_layers_after_the_hook():

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from saesuite.backbones import load_backbone
-from saesuite.cache import ActivationCache, cache_activations
-from saesuite.data import load_dataset
-from saesuite.loader import split_preprocess
+from saesuite.models.backbones import load_backbone
+from saesuite.cache.cache import ActivationCache, cache_activations
+from saesuite.data.datasets import load_dataset
+from saesuite.cache.loader import split_preprocess
 
 
 def test_uint8_workers_and_device_normalisation_match_the_models_preprocess(fixture_spec):

@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-import saesuite.cache as cache_module
-from saesuite.backbones import load_backbone
-from saesuite.cache import cache_shard
+import saesuite.cache.cache as cache_module
+from saesuite.models.backbones import load_backbone
+from saesuite.cache.cache import cache_shard
 
 
 class LazyImages(Dataset):

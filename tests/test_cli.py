@@ -58,7 +58,7 @@ def test_the_whole_pipeline_through_the_cli(tmp_path, capsys):
     ],
 )
 def test_errors_are_one_clear_line_and_exit_2(args, message, tmp_path, capsys):
-    from saesuite.fixture import make_cifar10_fixture
+    from saesuite.data.fixture import make_cifar10_fixture
 
     make_cifar10_fixture(tmp_path, n=10, n_test=5)
     args = [a.replace("ROOT", str(tmp_path)).replace("OUT", str(tmp_path / "out")) for a in args]

@@ -8,16 +8,16 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from saesuite.cka import debiased_cka, linear_cka, rbf_cka
-from saesuite.compare import compare_saes
+from saesuite.compare.cka import debiased_cka, linear_cka, rbf_cka
+from saesuite.compare.saes import compare_saes
 from saesuite.errors import ConfigError
-from saesuite.feature_comparison import CompareSettings, PairComparison, Side
-from saesuite.knn import knn_indices, mutual_knn, mutual_knn_from_indices, relabel_neighbours
-from saesuite.overlap import overlap_counts, relabel_rows, sparse_topk, topk_overlap
-from saesuite.pairing import match_dense, match_sparse
+from saesuite.compare.features import CompareSettings, PairComparison, Side
+from saesuite.compare.knn import knn_indices, mutual_knn, mutual_knn_from_indices, relabel_neighbours
+from saesuite.compare.overlap import overlap_counts, relabel_rows, sparse_topk, topk_overlap
+from saesuite.compare.pairing import match_dense, match_sparse
 from saesuite.schema import validate
-from saesuite.topk import StreamingTopK
-from saesuite.train import TrainConfig, train_sae
+from saesuite.evaluate.topk import StreamingTopK
+from saesuite.sae.train import TrainConfig, train_sae
 
 
 def cka_by_kernels(x, y):
@@ -181,7 +181,7 @@ def test_compare_end_to_end_on_the_tiny_models(caches, tiny_saes, tmp_path):
     result = compare_saes(caches[("tiny-RN", "test")], tiny_saes / "tiny-RN", caches[("tiny-ViT", "test")],
                           tiny_saes / "tiny-ViT", tmp_path / "cmp", settings=settings)
     validate(json.loads((tmp_path / "cmp" / "comparison.json").read_text()), "comparison")
-    from saesuite.cache import ActivationCache
+    from saesuite.cache.cache import ActivationCache
 
     xa = ActivationCache.open(caches[("tiny-RN", "test")]).read_all().astype(float)
     xb = ActivationCache.open(caches[("tiny-ViT", "test")]).read_all().astype(float)

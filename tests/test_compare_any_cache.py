@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from saesuite import compare_figures
-from saesuite.cache import write_array_cache
-from saesuite.compare import SCORES, compare_saes
-from saesuite.feature_comparison import CompareSettings
-from saesuite.knn import mutual_knn
-from saesuite.paper import write_numbers
-from saesuite.sae import SAE, save_sae
+from saesuite.compare import figures as compare_figures
+from saesuite.cache.cache import write_array_cache
+from saesuite.compare.saes import SCORES, compare_saes
+from saesuite.compare.features import CompareSettings
+from saesuite.compare.knn import mutual_knn
+from saesuite.report.paper import write_numbers
+from saesuite.sae.model import SAE, save_sae
 from saesuite.schema import validate
 
 N = 160
@@ -185,7 +185,7 @@ def test_mutual_knn_leaves_rows_of_zeros_out_instead_of_failing():
 def test_the_comparison_along_the_sweep_against_a_direct_computation(synthetic, tmp_path):
     """compare_along_sweep: each name both models have, its L0s, top-k overlap both ways and the
     debiased CKA of the codes, recomputed here from numpy codes with plain set arithmetic."""
-    from saesuite.sweep_comparison import compare_along_sweep
+    from saesuite.compare.sweep import compare_along_sweep
 
     base = synthetic["dir"].parent
     xa, xb = synthetic["x"]

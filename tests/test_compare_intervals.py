@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from saesuite.chance import disjoint_halves, half_sd, p_text, p_value_fields, subsampling_interval
-from saesuite.cka import debiased_cka, linear_cka
-from saesuite.knn import mutual_knn
-from saesuite.overlap import alive_features, best_overlap, overlap_counts, sparse_topk
-from saesuite.pairing import match_dense
+from saesuite.compare.chance import disjoint_halves, half_sd, p_text, p_value_fields, subsampling_interval
+from saesuite.compare.cka import debiased_cka, linear_cka
+from saesuite.compare.knn import mutual_knn
+from saesuite.compare.overlap import alive_features, best_overlap, overlap_counts, sparse_topk
+from saesuite.compare.pairing import match_dense
 
 P, Q, R = 6, 5, 3  # widths of the two representations and of their shared latent
 
@@ -30,7 +30,7 @@ def population_linear_cka() -> float:
 
 
 def interval_of(statistic, data, rate: float, rng, splits: int = 16, level: float = 0.95, bounds=(-1.0, 1.0)) -> dict:
-    """The pipeline's interval (:mod:`saesuite.chance`) for ``statistic(*rows of data)``."""
+    """The pipeline's interval (:mod:`saesuite.compare.chance`) for ``statistic(*rows of data)``."""
     n = data[0].shape[0]
     value = statistic(*data)
     first, second = [], []

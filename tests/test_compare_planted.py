@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from saesuite.feature_comparison import CompareSettings
-from saesuite.planted_pairs import PlantedPairConfig, cka_sweep, evaluate_planted, make_planted_pair
+from saesuite.compare.features import CompareSettings
+from saesuite.compare.planted_pairs import PlantedPairConfig, cka_sweep, evaluate_planted, make_planted_pair
 
 SETTINGS = CompareSettings(k=20, knn_k=10, knn_rows=1500, rbf_rows=1500, permutations=0, interval_splits=0)
 SMALL = PlantedPairConfig(n=3000, shared=24, own_a=24, own_b=24, d_a=40, d_b=32)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from saesuite.cli import main
-from saesuite.diff_runs import COMPARISON_SCORES, flatten, headline_keys, headline_numbers, split_key
+from saesuite.report.diff_runs import COMPARISON_SCORES, flatten, headline_keys, headline_numbers, split_key
 from saesuite.errors import ConfigError
-from saesuite.provenance import config_hash, sha256_file
+from saesuite.report.provenance import config_hash, sha256_file
 
 PAIR = "compare/tiny-RN__tiny-ViT/comparison.json"
 CONFIG = {
@@ -61,7 +61,7 @@ def results() -> dict[str, dict | str]:
 
 def write_run(root: Path, files: dict | None = None, config: dict | None = None, packages: dict | None = None,
               provenance: bool = True) -> Path:
-    """A run folder: the files, and a provenance.json with their sha256 (as saesuite.provenance writes it)."""
+    """A run folder: the files, and a provenance.json with their sha256 (as saesuite.report.provenance writes it)."""
     files = results() if files is None else files
     config = CONFIG if config is None else config
     for rel, content in files.items():

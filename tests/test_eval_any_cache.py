@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
-from saesuite.alignment import random_unit_directions
-from saesuite.cache import write_array_cache
-from saesuite.evaluate import EvalConfig, evaluate_sae
-from saesuite.sae import SAE, save_sae
+from saesuite.evaluate.alignment import random_unit_directions
+from saesuite.cache.cache import write_array_cache
+from saesuite.evaluate.evaluation import EvalConfig, evaluate_sae
+from saesuite.sae.model import SAE, save_sae
 from saesuite.schema import validate
 
 D, F = 6, 8

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from saesuite.alignment import chance_alignment, random_unit_directions
-from saesuite.backbones import load_backbone
-from saesuite.evaluate import EvalConfig, evaluate_sae
-from saesuite.sae import SAE, save_sae
+from saesuite.evaluate.alignment import chance_alignment, random_unit_directions
+from saesuite.models.backbones import load_backbone
+from saesuite.evaluate.evaluation import EvalConfig, evaluate_sae
+from saesuite.sae.model import SAE, save_sae
 from saesuite.schema import validate
 
 

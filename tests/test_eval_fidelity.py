@@ -9,13 +9,13 @@ import open_clip
 import pytest
 import torch
 
-from saesuite.backbones import load_backbone
-from saesuite.cache import ActivationCache
-from saesuite.data import load_dataset
+from saesuite.models.backbones import load_backbone
+from saesuite.cache.cache import ActivationCache
+from saesuite.data.datasets import load_dataset
 from saesuite.errors import CacheError
-from saesuite.evaluate import EvalConfig, evaluate_sae
-from saesuite.fidelity import recovered, spliced_image_features, zero_shot_fidelity
-from saesuite.sae import SAE, save_sae
+from saesuite.evaluate.evaluation import EvalConfig, evaluate_sae
+from saesuite.evaluate.fidelity import recovered, spliced_image_features, zero_shot_fidelity
+from saesuite.sae.model import SAE, save_sae
 
 PROMPT = "a photo of a {}."
 HOOKS = {"tiny-ViT": "resid_cls:-2", "tiny-RN": "attnpool"}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from saesuite.data import load_dataset
-from saesuite.eval_figures import FIGURES, GRIDS, choose_latents, draw_all
-from saesuite.evaluate import EvalConfig, evaluate_sae
-from saesuite.sae import save_sae
+from saesuite.data.datasets import load_dataset
+from saesuite.evaluate.figures import FIGURES, GRIDS, choose_latents, draw_all
+from saesuite.evaluate.evaluation import EvalConfig, evaluate_sae
+from saesuite.sae.model import save_sae
 from test_eval_known import known_inputs, split_sae, write_cache
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -45,7 +45,7 @@ def test_every_evaluation_figure_is_drawn(fixture_spec, tmp_path):
 
 def captured_figure(monkeypatch):
     """Replace the figure writer with a catcher: the drawn matplotlib figure lands in the returned list."""
-    from saesuite import eval_figures
+    from saesuite.evaluate import figures as eval_figures
 
     figures = []
     monkeypatch.setattr(eval_figures, "_save", lambda fig, out: figures.append(fig))
@@ -53,7 +53,7 @@ def captured_figure(monkeypatch):
 
 
 def test_fidelity_bars_draw_the_one_over_classes_line(monkeypatch):
-    from saesuite.eval_figures import fidelity_bars
+    from saesuite.evaluate.figures import fidelity_bars
 
     figures = captured_figure(monkeypatch)
     fid = {"accuracy_clean": 0.6, "accuracy_spliced": 0.5, "accuracy_ablated": 0.2, "fraction_recovered": 0.75,
@@ -64,7 +64,7 @@ def test_fidelity_bars_draw_the_one_over_classes_line(monkeypatch):
 
 
 def test_neuron_alignment_figure_draws_the_chance_level_of_each_reference(monkeypatch):
-    from saesuite.eval_figures import neuron_alignment_histogram
+    from saesuite.evaluate.figures import neuron_alignment_histogram
 
     figures = captured_figure(monkeypatch)
     table = pd.DataFrame({p: np.linspace(0.1, 0.9, 20) for p in (
@@ -83,7 +83,7 @@ def test_neuron_alignment_figure_draws_the_chance_level_of_each_reference(monkey
 
 
 def test_figures_of_a_cache_no_open_clip_model_made(tmp_path):
-    from saesuite.cache import write_array_cache
+    from saesuite.cache.cache import write_array_cache
 
     x, labels, _ = known_inputs()
     meta = {"model": "my-model", "pretrained": None, "hook": "mine", "dataset": "none", "split": "test", "classes": []}

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from saesuite.cache import sha256_file
-from saesuite.evaluate import EvalConfig, evaluate_sae
-from saesuite.sae import SAE, save_sae
+from saesuite.cache.cache import sha256_file
+from saesuite.evaluate.evaluation import EvalConfig, evaluate_sae
+from saesuite.sae.model import SAE, save_sae
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 D, N = 64, 40

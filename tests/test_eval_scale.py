@@ -9,8 +9,8 @@ import textwrap
 import numpy as np
 import torch
 
-from saesuite.evaluate import EvalConfig, evaluate_sae
-from saesuite.sae import SAE, save_sae
+from saesuite.evaluate.evaluation import EvalConfig, evaluate_sae
+from saesuite.sae.model import SAE, save_sae
 from test_eval_known import write_cache
 
 N, D, F = 10000, 64, 2048  # a dense [N, F] float32 code would be 78 MiB
@@ -19,7 +19,7 @@ SCRIPT = textwrap.dedent(
     """
     import resource, sys
     from pathlib import Path
-    from saesuite.evaluate import EvalConfig, evaluate_sae
+    from saesuite.evaluate.evaluation import EvalConfig, evaluate_sae
     base = Path(sys.argv[1])
     cfg = EvalConfig(chunk_rows=256)
     evaluate_sae(base / "sae", base / "small", base / "warm", cfg)  # imports, model load, first allocations
@@ -52,7 +52,7 @@ def test_peak_memory_stays_far_below_a_dense_code_matrix(tmp_path):
 def test_a_progress_bar_counts_the_rows(tmp_path, monkeypatch, capsys):
     import functools
 
-    from saesuite import evaluate
+    from saesuite.evaluate import evaluation as evaluate
 
     # the test session sets TQDM_DISABLE, which tqdm reads once, at import: undo it for this bar alone
     monkeypatch.setattr(evaluate, "tqdm", functools.partial(evaluate.tqdm, disable=False))

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from saesuite.cache import ActivationCache
+from saesuite.cache.cache import ActivationCache
 from saesuite.errors import ConfigError
-from saesuite.evaluate import EvalConfig, evaluate_sae
+from saesuite.evaluate.evaluation import EvalConfig, evaluate_sae
 from saesuite.schema import validate
-from saesuite.sae import encode_numpy
-from saesuite.train import TrainConfig, train_sae
+from saesuite.sae.model import encode_numpy
+from saesuite.sae.train import TrainConfig, train_sae
 
 SMALL = dict(lr_warmup_samples=256, l1_warmup_samples=512, b_dec_init_samples=256, dead_window_samples=2048, device="cpu")
 
@@ -59,7 +59,7 @@ def test_new_metrics_match_numpy(trained, caches, tmp_path):
     """Reconstruction, label entropy, near-duplicates, alignment and top-k against numpy formulas."""
     import pandas as pd
 
-    from saesuite.backbones import load_backbone
+    from saesuite.models.backbones import load_backbone
 
     cache_dir = caches[("tiny-ViT", "test")]
     m = evaluate_sae(trained, cache_dir, tmp_path, EvalConfig(chunk_rows=50, top_k=5))
@@ -113,8 +113,8 @@ def test_rn_latents_are_named_by_nearest_class_text(caches, tmp_path):
     import pandas as pd
     import torch
 
-    from saesuite.backbones import load_backbone
-    from saesuite.sae import SAE, save_sae
+    from saesuite.models.backbones import load_backbone
+    from saesuite.sae.model import SAE, save_sae
 
     torch.manual_seed(0)
     sae = SAE(64, 32)

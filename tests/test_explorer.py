@@ -19,10 +19,10 @@ import pytest
 import torch
 from PIL import Image
 
-from saesuite.compare import compare_saes
-from saesuite.data import load_dataset
-from saesuite.evaluate import EvalConfig, evaluate_sae
-from saesuite.explorer import (
+from saesuite.compare.saes import compare_saes
+from saesuite.data.datasets import load_dataset
+from saesuite.evaluate.evaluation import EvalConfig, evaluate_sae
+from saesuite.report.explorer import (
     ExplorerConfig,
     ModelInputs,
     best_partners,
@@ -31,9 +31,9 @@ from saesuite.explorer import (
     latent_histograms,
     project_size,
 )
-from saesuite.feature_comparison import CompareSettings
-from saesuite.overlap import overlap_counts
-from saesuite.sae import SAE, save_sae
+from saesuite.compare.features import CompareSettings
+from saesuite.compare.overlap import overlap_counts
+from saesuite.sae.model import SAE, save_sae
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("EXPLORER_ARTIFACTS", REPO / "results" / "test-artifacts" / "explorer"))
@@ -51,7 +51,7 @@ def read_js(path: Path) -> list:
 
 def random_sae(cache_dir: Path, model: str, hook: str, out: Path, seed: int) -> Path:
     """An SAE with random directions and b_dec at the mean, so latents fire on varied fractions of images."""
-    from saesuite.cache import ActivationCache
+    from saesuite.cache.cache import ActivationCache
 
     cache = ActivationCache.open(cache_dir)
     x, hook = torch.from_numpy(cache.read_all()).float(), cache.manifest["hook"]

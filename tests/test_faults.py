@@ -22,8 +22,8 @@ from saesuite import preflight as pf
 from saesuite.cli import main
 from saesuite.errors import BusyError, CacheError, ConfigError, TrainingError
 from saesuite.outputs import LOCK_NAME, atomic_path, default_file_mode, output_lock, temp_path
-from saesuite.planted import write_array_cache
-from saesuite.train import CHECKPOINT, TrainConfig, Trainer, train_sae
+from saesuite.cache.planted import write_array_cache
+from saesuite.sae.train import CHECKPOINT, TrainConfig, Trainer, train_sae
 
 from tests.smoke import dry_run_with
 
@@ -105,10 +105,10 @@ def test_two_concurrent_train_commands_on_one_folder(tmp_path):
 
 
 def test_evaluate_compare_and_a_cache_shard_refuse_a_folder_another_process_writes(tmp_path):
-    from saesuite.cache import cache_shard
-    from saesuite.compare import compare_saes
-    from saesuite.evaluate import evaluate_sae
-    from saesuite.hooks import HookSpec
+    from saesuite.cache.cache import cache_shard
+    from saesuite.compare.saes import compare_saes
+    from saesuite.evaluate.evaluation import evaluate_sae
+    from saesuite.models.hooks import HookSpec
 
     holders = [hold(tmp_path / "eval"), hold(tmp_path / "cmp"), hold(tmp_path / "cache", ".shard-00000.lock")]
     try:
@@ -148,7 +148,7 @@ def test_temporary_names_are_unique_and_never_left_behind(tmp_path):
 
 
 def test_finite_divergence_stops_training_keeps_the_last_good_checkpoint_and_a_lower_lr_resumes(tmp_path, monkeypatch, capsys):
-    import saesuite.train as train_module
+    import saesuite.sae.train as train_module
 
     cache, out = small_cache(tmp_path / "c"), tmp_path / "sae"
     cfg = TrainConfig(expansion=2, batch_size=64, samples=64 * 40, checkpoint_every_steps=8, **SMALL)
@@ -218,7 +218,7 @@ def test_the_train_log_stays_json_when_a_number_is_not_finite(tmp_path):
 
 
 def test_cache_messages_name_the_bad_row_and_only_files_that_exist(tmp_path):
-    from saesuite.cache import verify_cache
+    from saesuite.cache.cache import verify_cache
 
     x = np.random.default_rng(0).normal(size=(100, 4)).astype(np.float32)
     x[77, 2] = np.nan  # shard 1 holds rows 50..99
@@ -239,18 +239,18 @@ def test_cache_messages_name_the_bad_row_and_only_files_that_exist(tmp_path):
 
 @pytest.mark.parametrize("command", ["make-cifar10-fixture", "cache", "train", "evaluate", "compare"])
 def test_every_subcommand_refuses_an_output_path_under_a_file_before_computing(command, tmp_path, capsys, monkeypatch):
-    import saesuite.cache
-    import saesuite.compare
-    import saesuite.evaluate
-    import saesuite.fixture
-    import saesuite.train
+    import saesuite.cache.cache
+    import saesuite.compare.saes
+    import saesuite.evaluate.evaluation
+    import saesuite.data.fixture
+    import saesuite.sae.train
 
     def computed(*args, **kwargs):
         raise AssertionError("computed before checking the output path")
 
-    for module, name in ((saesuite.fixture, "make_cifar10_fixture"), (saesuite.cache, "cache_activations"),
-                         (saesuite.train, "train_sae"), (saesuite.evaluate, "evaluate_sae"),
-                         (saesuite.compare, "compare_saes")):
+    for module, name in ((saesuite.data.fixture, "make_cifar10_fixture"), (saesuite.cache.cache, "cache_activations"),
+                         (saesuite.sae.train, "train_sae"), (saesuite.evaluate.evaluation, "evaluate_sae"),
+                         (saesuite.compare.saes, "compare_saes")):
         monkeypatch.setattr(module, name, computed)
     (tmp_path / "a-file").write_text("")
     out = str(tmp_path / "a-file" / "out")
@@ -269,8 +269,8 @@ def test_every_subcommand_refuses_an_output_path_under_a_file_before_computing(c
 
 
 def test_the_library_checks_the_output_folder_before_opening_its_inputs(tmp_path):
-    from saesuite.compare import compare_saes
-    from saesuite.evaluate import evaluate_sae
+    from saesuite.compare.saes import compare_saes
+    from saesuite.evaluate.evaluation import evaluate_sae
 
     (tmp_path / "a-file").write_text("")
     with pytest.raises(ConfigError, match="is a file, not a folder"):
@@ -300,12 +300,12 @@ def test_out_of_range_numbers_are_refused_by_argparse(argv, message, capsys):
 
 
 def test_an_os_error_is_one_line_with_its_path(tmp_path, capsys, monkeypatch):
-    import saesuite.train
+    import saesuite.sae.train
 
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied", "/data/cache/shard-00000.npy")
 
-    monkeypatch.setattr(saesuite.train, "train_sae", denied)
+    monkeypatch.setattr(saesuite.sae.train, "train_sae", denied)
     assert main(["train", str(tmp_path / "c"), str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err == "saesuite train: error: Permission denied: /data/cache/shard-00000.npy\n"
 
@@ -364,7 +364,7 @@ def test_the_model_and_hook_check():
 def test_the_model_names_are_those_open_clip_lists():
     import open_clip
 
-    from saesuite.backbones import register_tiny_configs
+    from saesuite.models.backbones import register_tiny_configs
 
     register_tiny_configs()
     assert set(pf.known_model_configs()) == set(open_clip.list_models())

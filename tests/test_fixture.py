@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from torchvision.datasets import CIFAR10
 
-from saesuite.data import CIFAR_DIR, FIXTURE_FILE, DatasetSpec, load_dataset
+from saesuite.data.datasets import CIFAR_DIR, FIXTURE_FILE, DatasetSpec, load_dataset
 from saesuite.errors import ConfigError
-from saesuite.fixture import LABEL_NAMES, make_cifar10_fixture
+from saesuite.data.fixture import LABEL_NAMES, make_cifar10_fixture
 
 
 def test_real_layout_read_by_torchvision(fixture_root):

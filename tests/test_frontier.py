@@ -1,4 +1,4 @@
-"""The sweep frontier's numbers (saesuite.frontier) against a direct numpy computation."""
+"""The sweep frontier's numbers (saesuite.evaluate.frontier) against a direct numpy computation."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from safetensors.numpy import load_file
 from test_eval_known import write_cache
 from test_sae import random_sae
 
-from saesuite.cache import ActivationCache
-from saesuite.frontier import frontier_point, frontier_table
-from saesuite.sae import encode_numpy, save_sae
+from saesuite.cache.cache import ActivationCache
+from saesuite.evaluate.frontier import frontier_point, frontier_table
+from saesuite.sae.model import encode_numpy, save_sae
 
 D, F, N = 16, 48, 90
 BAD = (3, 50)  # rows of unreadable images: zero rows the frontier must leave out

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 import torch
 
-from saesuite.recipes import RECIPES
-from saesuite.train import Trainer, TrainConfig
+from saesuite.sae.recipes import RECIPES
+from saesuite.sae.train import Trainer, TrainConfig
 
 D, F, B, LAMBDA = 8, 32, 16, 3e-2
 

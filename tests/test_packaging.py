@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from saesuite.train import TrainConfig
+from saesuite.sae.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from saesuite.paper import (
+from saesuite.report.paper import (
     chance_claim,
     chance_verdict,
     comparison_claims,
@@ -23,7 +23,7 @@ from saesuite.paper import (
     table_comparison,
     table_hyperparameters,
 )
-from saesuite.paper_sources import pattern_regex, provenance_lines, rule_of, timings, write_timings
+from saesuite.report.paper_sources import pattern_regex, provenance_lines, rule_of, timings, write_timings
 
 
 def score(value, low, high, chance, p_at_floor=True):

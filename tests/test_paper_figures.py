@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from saesuite import compare_figures, eval_figures, figures
+from saesuite import figures
+from saesuite.compare import figures as compare_figures
+from saesuite.evaluate import figures as eval_figures
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 import yaml
 
-from saesuite.paper import PaperResults, chance_verdict, write_paper_numbers
+from saesuite.report.paper import PaperResults, chance_verdict, write_paper_numbers
 from tests.smoke import REPO, has_tex
 
 pytestmark = pytest.mark.workflow

@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from saesuite.diff_runs import headline_keys
+from saesuite.report.diff_runs import headline_keys
 from tests.smoke import REPO
 
 REFERENCE = REPO / "tests" / "reference" / "smoke.json"

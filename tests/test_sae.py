@@ -6,7 +6,7 @@ import torch
 from safetensors.numpy import load_file
 
 from saesuite.errors import ConfigError
-from saesuite.sae import SAE, encode_numpy, load_sae, save_sae
+from saesuite.sae.model import SAE, encode_numpy, load_sae, save_sae
 
 
 def random_sae(d=8, F=32, architecture="relu", k=None, seed=0):

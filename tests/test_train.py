@@ -10,12 +10,12 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
-from saesuite.dead import auxk_loss
+from saesuite.sae.dead import auxk_loss
 from saesuite.errors import CacheError, ConfigError, TrainingError
-from saesuite.planted import PlantedSpec, planted_activations, planted_dictionary, recovery, write_array_cache
-from saesuite.sae import SAE, encode_numpy
-from saesuite.sampling import SampleOrder
-from saesuite.train import CHECKPOINT, TrainConfig, geometric_median, lr_at, train_sae, train_saes
+from saesuite.cache.planted import PlantedSpec, planted_activations, planted_dictionary, recovery, write_array_cache
+from saesuite.sae.model import SAE, encode_numpy
+from saesuite.sae.sampling import SampleOrder
+from saesuite.sae.train import CHECKPOINT, TrainConfig, geometric_median, lr_at, train_sae, train_saes
 
 SMALL = dict(lr_warmup_samples=256, l1_warmup_samples=512, b_dec_init_samples=512, dead_window_samples=2048,
              device="cpu", b_dec_init="mean")
@@ -201,7 +201,7 @@ def test_topk_trains_dead_latents_with_auxk(tmp_path, planted_cache):
 
 KILL_SCRIPT = """
 import sys
-from saesuite.train import TrainConfig, train_sae
+from saesuite.sae.train import TrainConfig, train_sae
 cfg = TrainConfig(expansion=8, batch_size=128, samples=128 * 1500, checkpoint_every_steps=25, lr=1e-3,
                   lr_warmup_samples=256, l1_warmup_samples=512, b_dec_init_samples=512, dead_window_samples=2048,
                   resample_every_samples=128 * 300, device="cpu")
@@ -233,7 +233,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    import saesuite.train as train_module
+    import saesuite.sae.train as train_module
 
     x = np.random.default_rng(1).normal(size=(128, 8)).astype(np.float32)
     cache = write_cache(tmp_path / "c", x)
@@ -283,7 +283,7 @@ def test_cfg_json_opens_in_saelens(tmp_path):
 
 
 def test_rows_of_unreadable_images_are_never_trained_on(tmp_path, monkeypatch):
-    from saesuite.cache import ActivationCache
+    from saesuite.cache.cache import ActivationCache
 
     x = np.random.default_rng(1).normal(size=(200, 8)).astype(np.float32)
     bad = [3, 77, 150]

@@ -1,9 +1,9 @@
 """Rule cache_shard: one shard of one model's activations over one split."""
 from pathlib import Path
 
-from saesuite.backbones import load_backbone
-from saesuite.cache import cache_shard
-from saesuite.data import DatasetSpec, load_dataset
+from saesuite.models.backbones import load_backbone
+from saesuite.cache.cache import cache_shard
+from saesuite.data.datasets import DatasetSpec, load_dataset
 from saesuite.runlog import log_to
 
 with log_to(snakemake.log[0]):

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import numpy as np
 
-from saesuite import compare_figures
-from saesuite.data import DatasetSpec, load_dataset
+from saesuite.compare import figures as compare_figures
+from saesuite.data.datasets import DatasetSpec, load_dataset
 from saesuite.runlog import log_to
 
 with log_to(snakemake.log[0]):

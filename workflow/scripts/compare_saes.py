@@ -1,8 +1,8 @@
 """Rule compare_saes: every cross-model score of the two models over the eval split."""
 from pathlib import Path
 
-from saesuite.compare import compare_saes
-from saesuite.feature_comparison import CompareSettings
+from saesuite.compare.saes import compare_saes
+from saesuite.compare.features import CompareSettings
 from saesuite.runlog import log_to
 
 with log_to(snakemake.log[0]):

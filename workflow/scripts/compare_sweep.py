@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from saesuite.runlog import log_to
-from saesuite.sweep_comparison import compare_along_sweep
+from saesuite.compare.sweep import compare_along_sweep
 
 with log_to(snakemake.log[0]):
     inp, p = snakemake.input, snakemake.params

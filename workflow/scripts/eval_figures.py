@@ -1,8 +1,8 @@
 """Rule eval_figures: every figure of one SAE's evaluation (the image grids read the split's original images)."""
 from pathlib import Path
 
-from saesuite.data import DatasetSpec, load_dataset
-from saesuite.eval_figures import draw_all
+from saesuite.data.datasets import DatasetSpec, load_dataset
+from saesuite.evaluate.figures import draw_all
 from saesuite.runlog import log_to
 
 with log_to(snakemake.log[0]):

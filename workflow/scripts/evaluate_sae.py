@@ -1,8 +1,8 @@
 """Rule evaluate_sae: metrics of one SAE over the eval split's cache, and its zero-shot fidelity on the images."""
 from pathlib import Path
 
-from saesuite.data import DatasetSpec
-from saesuite.evaluate import EvalConfig, evaluate_sae
+from saesuite.data.datasets import DatasetSpec
+from saesuite.evaluate.evaluation import EvalConfig, evaluate_sae
 from saesuite.runlog import log_to
 
 with log_to(snakemake.log[0]):

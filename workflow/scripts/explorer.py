@@ -1,8 +1,8 @@
 """Rule explorer: the static feature-explorer site of the two compared SAEs."""
 from pathlib import Path
 
-from saesuite.data import DatasetSpec, load_dataset
-from saesuite.explorer import ExplorerConfig, ModelInputs, build_explorer
+from saesuite.data.datasets import DatasetSpec, load_dataset
+from saesuite.report.explorer import ExplorerConfig, ModelInputs, build_explorer
 from saesuite.runlog import log_to
 
 with log_to(snakemake.log[0]):

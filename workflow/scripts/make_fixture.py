@@ -1,5 +1,5 @@
 """Rule cifar10_fixture: write the CIFAR-10-format fixture the config names."""
-from saesuite.fixture import make_cifar10_fixture
+from saesuite.data.fixture import make_cifar10_fixture
 from saesuite.runlog import log_to
 
 with log_to(snakemake.log[0]):

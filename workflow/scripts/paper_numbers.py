@@ -1,7 +1,7 @@
 """Rule paper_numbers: LaTeX macros of every number and claim the paper states, and its tables."""
 import yaml
 
-from saesuite.paper import PaperResults, write_paper_numbers
+from saesuite.report.paper import PaperResults, write_paper_numbers
 from saesuite.runlog import log_to
 
 with log_to(snakemake.log[0]):

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from saesuite.paper_sources import write_timings
+from saesuite.report.paper_sources import write_timings
 from saesuite.runlog import log_to
 
 with log_to(snakemake.log[0]):

@@ -1,6 +1,6 @@
 """Checkpoint paper_sources: LaTeX macros that name the rule and file behind each number, table and
 figure, and the run's record (provenance.json) for the reproducibility appendix."""
-from saesuite.paper_sources import write_sources
+from saesuite.report.paper_sources import write_sources
 from saesuite.runlog import log_to
 
 with log_to(snakemake.log[0]):

@@ -1,7 +1,7 @@
 """Rule planted_cache: a cache of synthetic activations from a known sparse dictionary."""
 from pathlib import Path
 
-from saesuite.planted import PlantedSpec, write_planted_cache
+from saesuite.cache.planted import PlantedSpec, write_planted_cache
 from saesuite.runlog import log_to
 
 with log_to(snakemake.log[0]):

@@ -4,9 +4,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from saesuite import compare_figures
-from saesuite.cache import write_json_atomic
-from saesuite.planted_pairs import run_planted_config
+from saesuite.compare import figures as compare_figures
+from saesuite.cache.cache import write_json_atomic
+from saesuite.compare.planted_pairs import run_planted_config
 from saesuite.runlog import log_to
 
 with log_to(snakemake.log[0]):

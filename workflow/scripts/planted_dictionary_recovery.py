@@ -6,9 +6,9 @@ from pathlib import Path
 
 import yaml
 
-from saesuite.planted import PlantedSpec, write_planted_cache, write_recovery_report
+from saesuite.cache.planted import PlantedSpec, write_planted_cache, write_recovery_report
 from saesuite.runlog import log_to
-from saesuite.train import TrainConfig, train_saes
+from saesuite.sae.train import TrainConfig, train_saes
 
 with log_to(snakemake.log[0]):
     config = yaml.safe_load(open(snakemake.input.config))

@@ -1,5 +1,5 @@
-"""Rule provenance: results/{run}/provenance.json (see saesuite.provenance)."""
-from saesuite.provenance import build_provenance, write_provenance
+"""Rule provenance: results/{run}/provenance.json (see saesuite.report.provenance)."""
+from saesuite.report.provenance import build_provenance, write_provenance
 from saesuite.runlog import log_to
 
 with log_to(snakemake.log[0]):

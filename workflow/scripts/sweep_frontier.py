@@ -1,7 +1,7 @@
 """Rule sweep_frontier: L0 and explained variance of every SAE of a model's sweep on the eval split."""
 from pathlib import Path
 
-from saesuite.frontier import frontier_table
+from saesuite.evaluate.frontier import frontier_table
 from saesuite.runlog import log_to
 
 with log_to(snakemake.log[0]):

@@ -3,7 +3,7 @@ of the cache (train_seed_sae: one SAE with the main settings and another seed, n
 from pathlib import Path
 
 from saesuite.runlog import log_to
-from saesuite.train import TrainConfig, train_saes
+from saesuite.sae.train import TrainConfig, train_saes
 
 with log_to(snakemake.log[0]):
     options = {**snakemake.params.train, "seed": int(snakemake.params.seed)}

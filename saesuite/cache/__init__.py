@@ -1,0 +1,1 @@
+"""The activation cache: its format, the writer that fills it from a backbone, the reader and the verifier."""

@@ -1,0 +1,1 @@
+"""Datasets: where images come from (ImageNet, CIFAR-10, the offline fixture)."""

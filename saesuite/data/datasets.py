@@ -1,0 +1,112 @@
+"""Datasets: ImageNet through torchvision's ``ImageFolder``, CIFAR-10 through ``CIFAR10``.
+
+Nothing here invents data. A dataset that is not where the config says stops the
+run with an error naming the place looked at and the fix. The CIFAR-10 fixture
+(:mod:`saesuite.data.fixture`) is real CIFAR-10 *format*: torchvision's own loader
+reads it, checking the fixture's own checksums instead of the official ones, and
+only when the config says ``fixture: true``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from torch.utils.data import Dataset
+from torchvision.datasets import CIFAR10, ImageFolder
+
+from saesuite.errors import ConfigError
+
+KINDS = ("imagenet", "cifar10")
+FIXTURE_FILE = "saesuite-fixture.json"
+CIFAR_DIR = "cifar-10-batches-py"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Which images: ``kind`` (imagenet | cifar10), ``root`` on disk, and options."""
+
+    kind: str
+    root: str
+    download: bool = False
+    fixture: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "DatasetSpec":
+        return cls(cfg["kind"], str(cfg["root"]), bool(cfg.get("download", False)), bool(cfg.get("fixture", False)))
+
+
+def split_names(kind: str) -> tuple[str, ...]:
+    return {"imagenet": ("train", "val"), "cifar10": ("train", "test")}[kind]
+
+
+def load_dataset(spec: DatasetSpec, split: str, transform: Callable | None = None) -> Dataset:
+    """The dataset of ``spec`` for ``split``, items ``(image, label)``; ``.classes`` names the labels."""
+    if spec.kind not in KINDS:
+        raise ConfigError(f"dataset kind {spec.kind!r} is not known; choose one of {', '.join(KINDS)}")
+    if split not in split_names(spec.kind):
+        raise ConfigError(
+            f"dataset {spec.kind} has splits {', '.join(split_names(spec.kind))}; {split!r} is not one of them"
+        )
+    if spec.kind == "imagenet":
+        return _imagenet(spec, split, transform)
+    return _cifar10(spec, split, transform)
+
+
+def _imagenet(spec: DatasetSpec, split: str, transform):
+    folder = Path(spec.root) / split
+    if not folder.is_dir():
+        raise ConfigError(
+            f"ImageNet split {split!r} not found: looked for the folder {folder.resolve()} "
+            f"(one sub-folder per class, e.g. {folder}/n01440764/*.JPEG). Set dataset.root in the config "
+            "to the directory that holds train/ and val/, with val/ sorted into class folders "
+            "(e.g. with the standard valprep.sh)."
+        )
+    try:
+        return ImageFolder(str(folder), transform=transform)
+    except FileNotFoundError as err:
+        raise ConfigError(f"ImageNet split at {folder.resolve()} holds no images: {err}") from err
+
+
+def _cifar10(spec: DatasetSpec, split: str, transform):
+    train = split == "train"
+    base = Path(spec.root) / CIFAR_DIR
+    if spec.fixture:
+        manifest = base / FIXTURE_FILE
+        if not manifest.is_file():
+            raise ConfigError(
+                f"dataset.fixture is true but {manifest.resolve()} does not exist. Build the fixture with "
+                f"'saesuite make-cifar10-fixture {spec.root}', or set fixture: false to read real CIFAR-10."
+            )
+        return CIFAR10Fixture(spec.root, json.loads(manifest.read_text()), train=train, transform=transform)
+    if not base.is_dir() and not spec.download:
+        raise ConfigError(
+            f"CIFAR-10 not found: looked for {base.resolve()}. Put the extracted 'cifar-10-batches-py' folder "
+            f"under dataset.root ({spec.root}), or set dataset.download: true to let torchvision download it."
+        )
+    try:
+        return CIFAR10(spec.root, train=train, transform=transform, download=spec.download)
+    except RuntimeError as err:
+        raise ConfigError(
+            f"CIFAR-10 at {base.resolve()} is incomplete or corrupted ({err}). Re-extract it, or set "
+            "dataset.download: true. A saesuite fixture needs dataset.fixture: true."
+        ) from err
+
+
+class CIFAR10Fixture(CIFAR10):
+    """torchvision's CIFAR10 reader, checking the fixture's own md5 sums instead of the official ones."""
+
+    def __init__(self, root: str, manifest: dict, **kwargs):
+        md5 = manifest["md5"]
+        self.train_list = [[name, md5[name]] for name in manifest["train_files"]]
+        self.test_list = [[name, md5[name]] for name in manifest["test_files"]]
+        self.meta = {"filename": "batches.meta", "key": "label_names", "md5": md5["batches.meta"]}
+        try:
+            super().__init__(root, download=False, **kwargs)
+        except RuntimeError as err:
+            raise ConfigError(
+                f"the CIFAR-10 fixture at {Path(root).resolve()} fails its own checksums ({err}); "
+                "rebuild it with 'saesuite make-cifar10-fixture'."
+            ) from err

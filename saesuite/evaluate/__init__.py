@@ -1,0 +1,1 @@
+"""Evaluation of one SAE on held-out rows: streaming statistics, alignment, fidelity, figures."""

@@ -1,0 +1,1 @@
+"""Vision backbones (open_clip towers) and their named hook points."""

@@ -1,0 +1,1 @@
+"""Sparse autoencoders: the model and its variants, the loss terms, the trainer and its recipes."""
