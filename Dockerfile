@@ -30,7 +30,7 @@ RUN python -m pip install -r requirements.lock -c requirements.lock \
 # No network at run time: open_clip's OpenAI weights for the paper's two models are fetched at
 # build time into the image's Hugging Face cache, and the hub is told to stay offline.
 # A failed download fails the build (nothing may mask the prefetch's exit status). The weights are
-# fetched through the suite's own builder (saesuite.backbones.create_clip: each tag's QuickGELU and
+# fetched through the suite's own builder (saesuite.models.backbones.create_clip: each tag's QuickGELU and
 # preprocessing), so the image holds exactly what a run loads; the pairs are config/config.yaml's models.
 ENV HF_HOME=/opt/hf-cache
 ARG PREFETCH_WEIGHTS=1
