@@ -21,10 +21,10 @@ RUN apt-get update \
 WORKDIR /opt/saesuite
 COPY requirements.lock pyproject.toml README.md ./
 COPY saesuite ./saesuite
-# Every package at its locked version (the base's torch already is; -c keeps it). --no-deps on
-# the second line: nothing outside the lock is pulled in.
+# Every package at its locked version (the base's torch already is; -c keeps it): the library and
+# its `workflow` extra (Snakemake). --no-deps on the second line: nothing outside the lock is pulled in.
 RUN python -m pip install -r requirements.lock -c requirements.lock \
-    && python -m pip install --no-deps -c requirements.lock . \
+    && python -m pip install --no-deps -c requirements.lock '.[workflow]' \
     && python -m pip check
 
 # No network at run time: open_clip's OpenAI weights for the paper's two models are fetched at

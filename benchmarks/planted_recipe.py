@@ -31,8 +31,8 @@ import numpy as np
 from safetensors.numpy import load_file
 
 from saesuite.cache.planted import PlantedSpec, planted_activations, planted_dictionary, recovery, write_array_cache
-from saesuite.sae.model import encode_numpy
-from saesuite.sae.train import TrainConfig, train_saes
+from saesuite.sae.config import TrainConfig
+from saesuite.sae.train import train_saes
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = PlantedSpec(d=64, n_true=256, k=4, alpha=0.5, coef_low=0.5, coef_high=1.5, seed=0)
@@ -68,7 +68,7 @@ def main() -> None:
             train_saes(cache, runs)
             for (out, cfg) in runs:
                 w = load_file(str(out / "sae_weights.safetensors"))
-                f = encode_numpy(w, x_eval * scale)
+                f = np.maximum((x_eval * scale - w["b_dec"]) @ w["W_enc"] + w["b_enc"], 0)  # the ReLU code
                 x_hat = f @ w["W_dec"] + w["b_dec"]
                 ev = 1 - ((x_eval * scale - x_hat) ** 2).sum() / ((x_eval * scale - x_eval.mean(0) * scale) ** 2).sum()
                 rec = recovery(true, w["W_dec"])

@@ -6,9 +6,9 @@ rule cache_shard:
     input:
         dataset_input,
     output:
-        shard=f"{RUN}/cache/{{model}}/{{split}}/shard-{{index}}.npy",
-        labels=temp(f"{RUN}/cache/{{model}}/{{split}}/labels-{{index}}.npy"),
-        record=temp(f"{RUN}/cache/{{model}}/{{split}}/shard-{{index}}.json"),
+        shard=f"{RUN}/cache/{{model}}/{{split}}/{SHARD_FILES['npy']}",
+        labels=temp(f"{RUN}/cache/{{model}}/{{split}}/{SHARD_FILES['labels']}"),
+        record=temp(f"{RUN}/cache/{{model}}/{{split}}/{SHARD_FILES['record']}"),
     params:
         model=lambda w: {"name": w.model, **config["models"][w.model]},
         dataset=config["dataset"],
@@ -35,8 +35,8 @@ rule gather_cache:
         labels=shard_files("labels"),
         records=shard_files("record"),
     output:
-        manifest=f"{RUN}/cache/{{model}}/{{split}}/manifest.json",
-        labels=f"{RUN}/cache/{{model}}/{{split}}/labels.npy",
+        manifest=f"{RUN}/cache/{{model}}/{{split}}/{MANIFEST}",
+        labels=f"{RUN}/cache/{{model}}/{{split}}/{LABELS}",
     params:
         n_shards=lambda w: SHARDS[w.split],
         code=code_hash(f"{SCRIPTS}/gather_cache.py"),

@@ -5,7 +5,9 @@ import re
 import sys
 from pathlib import Path
 
+from saesuite.cache.format import INDEX_REGEX, LABELS, MANIFEST, SHARD_FILES, shard_file
 from saesuite.preflight import preflight, runs_jobs
+from saesuite.schema import stage_options
 
 
 def _check_config(config):
@@ -38,11 +40,11 @@ def _check_config(config):
             f"config: replication.model is {config['replication']['model']!r}, which is not a key of models "
             f"({', '.join(models)}); name one of those models"
         )
-    if config["seed"] in config["train"].get("extra_seeds", []):
+    if config["seed"] in config["train"]["extra_seeds"]:
         raise ValueError(
             f"config: train.extra_seeds holds {config['seed']}, the seed of the main SAEs; list other seeds"
         )
-    for entry in [config["train"], *config["train"].get("sweep", [])]:
+    for entry in [config["train"], *config["train"]["sweep"]]:
         if entry.get("architecture", config["train"]["architecture"]) == "topk" and not entry.get("k"):
             raise ValueError(
                 f"config: train{'.sweep ' + entry['name'] if 'name' in entry else ''} is topk but k is not set"
@@ -52,15 +54,15 @@ def _check_config(config):
 RUN = f"results/{config['run']}"
 # Planted-dictionary mode (config/planted.yaml): synthetic caches stand in for a dataset and models.
 PLANTED = bool(config.get("planted"))
-SWEEP = [entry["name"] for entry in config["train"].get("sweep", [])]
-EXTRA_SEEDS = list(config["train"].get("extra_seeds", []))
+SWEEP = [entry["name"] for entry in config["train"]["sweep"]]
+EXTRA_SEEDS = list(config["train"]["extra_seeds"])
 # the options of every SAE (a sweep entry overrides some): a change to the sweep or the extra
 # seeds does not retrain the SAEs it does not touch
-TRAIN_OPTIONS = {k: v for k, v in config["train"].items() if k not in ("sweep", "extra_seeds")}
+TRAIN_OPTIONS = stage_options("train", config["train"])
 
 if PLANTED:
     MODELS, TRAIN_SPLIT, EVAL_SPLIT = ["planted"], "train", "test"
-    SHARDS = dict.fromkeys((TRAIN_SPLIT, EVAL_SPLIT), config["planted"].get("shards", 2))
+    SHARDS = dict.fromkeys((TRAIN_SPLIT, EVAL_SPLIT), config["planted"]["shards"])
 else:
     _check_config(config)
     MODELS = list(config["models"])
@@ -107,7 +109,7 @@ if workflow.is_main_process and runs_jobs(_CLI):
 
 # The baseline replication (config key `replication`): one more SAE of one model, trained with the
 # baseline's own recipe and run settings, evaluated beside the main SAEs (sae/{model}/replication/).
-REPLICATION = {k: v for k, v in (config.get("replication") or {}).items() if k != "model"}
+REPLICATION = stage_options("replication", config.get("replication") or {})
 REPLICATED = [config["replication"]["model"]] if config.get("replication") else []
 
 
@@ -120,7 +122,7 @@ wildcard_constraints:
     model="|".join(re.escape(m) for m in MODELS),
     sae=f"({'|'.join(re.escape(m) for m in MODELS)})(/replication)?",
     split=f"{re.escape(TRAIN_SPLIT)}|{re.escape(EVAL_SPLIT)}",
-    index=r"\d{5}",
+    index=INDEX_REGEX,
     sae_seed=r"\d+",
 
 
@@ -136,9 +138,8 @@ def dataset_input(wildcards):
 
 
 def shard_paths(model, split, n, kind="npy"):
-    """The `kind` file (npy, labels, record) of each of a cache's `n` shards."""
-    stem, ext = {"npy": ("shard", "npy"), "labels": ("labels", "npy"), "record": ("shard", "json")}[kind]
-    return [f"{RUN}/cache/{model}/{split}/{stem}-{i:05d}.{ext}" for i in range(n)]
+    """The `kind` file (npy, labels, record: saesuite.cache.format.SHARD_FILES) of each of a cache's `n` shards."""
+    return [f"{RUN}/cache/{model}/{split}/{shard_file(kind, i)}" for i in range(n)]
 
 
 def shard_files(kind):
@@ -147,12 +148,12 @@ def shard_files(kind):
 
 
 def cache_manifest(model, split):
-    return f"{RUN}/cache/{model}/{split}/manifest.json"
+    return f"{RUN}/cache/{model}/{split}/{MANIFEST}"
 
 
 def cache_data(model, split):
     """The files a cache's reader opens besides its manifest: labels and every shard."""
-    return [f"{RUN}/cache/{model}/{split}/labels.npy", *shard_paths(model, split, SHARDS[split])]
+    return [f"{RUN}/cache/{model}/{split}/{LABELS}", *shard_paths(model, split, SHARDS[split])]
 
 
 def seed_sae_files(model, filename):

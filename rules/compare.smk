@@ -91,7 +91,7 @@ rule compare_figures:
 
 rule planted_compare:
     input:
-        config=config["compare"].get("planted_pairs") or "config/planted_compare.yaml",
+        config=config["compare"]["planted_pairs"],
     output:
         result=f"{RUN}/compare/planted/planted_compare.json",
         sweep=f"{RUN}/compare/planted/shared_fraction_sweep.csv",

@@ -1,5 +1,7 @@
 # Evaluation of each SAE over every row of the eval split's cache (and, for the
-# zero-shot fidelity test, over the split's images), then its figures. The SAE is a model's
+# zero-shot fidelity test, over the split's images), then its figures. Its files hold every
+# per-latent statistic later stages show (latent_stats.npz: histograms, label mass, band samples),
+# so nothing after it encodes the cache again. The SAE is a model's
 # main SAE (eval/{model}/) or the baseline's replication (eval/{model}/replication/).
 
 EVAL_FIGURES = [
@@ -39,6 +41,7 @@ rule evaluate_sae:
             labels={"sae": "{sae}", "table": "per-latent table"},
         ),
         inputs=f"{RUN}/eval/{{sae}}/inputs.npz",
+        latent_stats=f"{RUN}/eval/{{sae}}/latent_stats.npz",
     params:
         evaluate={**config["evaluate"], "top_k": config["top_k"]},
         dataset=config["dataset"],
@@ -76,7 +79,7 @@ rule eval_figures:
     params:
         dataset=config["dataset"],
         split=EVAL_SPLIT,
-        grid_latents=config["evaluate"].get("grid_latents", 6),
+        evaluate=config["evaluate"],
         seed=config["seed"],
         code=code_hash(f"{SCRIPTS}/eval_figures.py"),
     log:

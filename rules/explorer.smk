@@ -1,5 +1,6 @@
 # The static feature explorer: every latent of both SAEs with its top-k images, histograms
 # and cross-model partner, as a site that opens from disk (results/{run}/explorer/index.html).
+# It reads only the evaluations' and the comparison's files (and the images): no SAE, no cache.
 
 
 EXPLORER_MODELS = [A, B]
@@ -11,10 +12,8 @@ rule explorer:
         metrics=expand(f"{RUN}/eval/{{model}}/metrics.json", model=EXPLORER_MODELS),
         tables=expand(f"{RUN}/eval/{{model}}/latents.csv", model=EXPLORER_MODELS),
         latents=expand(f"{RUN}/eval/{{model}}/latents.npz", model=EXPLORER_MODELS),
-        saes=expand(f"{RUN}/sae/{{model}}/sae_weights.safetensors", model=EXPLORER_MODELS),
-        sae_cfgs=expand(f"{RUN}/sae/{{model}}/cfg.json", model=EXPLORER_MODELS),
-        caches=[cache_manifest(A, EVAL_SPLIT), cache_manifest(B, EVAL_SPLIT)],
-        cache_data=[*cache_data(A, EVAL_SPLIT), *cache_data(B, EVAL_SPLIT)],
+        inputs=expand(f"{RUN}/eval/{{model}}/inputs.npz", model=EXPLORER_MODELS),
+        latent_stats=expand(f"{RUN}/eval/{{model}}/latent_stats.npz", model=EXPLORER_MODELS),
         comparison=f"{COMPARE_DIR}/comparison.json",
         overlap=f"{COMPARE_DIR}/topk_overlap.npz",
         pairs=f"{COMPARE_DIR}/pairs.csv",
@@ -29,7 +28,6 @@ rule explorer:
         names=EXPLORER_MODELS,
         dataset=config["dataset"],
         split=EVAL_SPLIT,
-        device=config["evaluate"]["device"],
         code=code_hash(f"{SCRIPTS}/explorer.py"),
     log:
         f"{RUN}/logs/explorer.log",
@@ -39,6 +37,5 @@ rule explorer:
     resources:
         mem_mb=8000,
         runtime=60,
-        gpu=gpus(config["evaluate"]["device"]),
     script:
         "../workflow/scripts/explorer.py"

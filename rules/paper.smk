@@ -21,6 +21,8 @@ rule planted_dictionary_recovery:
     output:
         f"{RUN}/planted/recovery.json",
     params:
+        # the config is checked against the workflow's schema, as the run's own config is
+        schema=os.path.relpath(f"{workflow.basedir}/config/config.schema.yaml"),
         code=code_hash(f"{SCRIPTS}/planted_dictionary_recovery.py"),
     log:
         f"{RUN}/logs/planted_dictionary_recovery.log",

@@ -5,9 +5,9 @@
 
 rule planted_cache:
     output:
-        manifest=f"{RUN}/cache/planted/{{split}}/manifest.json",
+        manifest=cache_manifest("planted", "{split}"),
         dictionary=f"{RUN}/cache/planted/{{split}}/dictionary.npy",
-        labels=f"{RUN}/cache/planted/{{split}}/labels.npy",
+        labels=f"{RUN}/cache/planted/{{split}}/{LABELS}",
         shards=shard_paths("planted", "{split}", SHARDS[TRAIN_SPLIT]),
     params:
         planted=config["planted"],

@@ -19,7 +19,7 @@ rule train_sae:
         sweep_logs=sweep_files("{model}", "train_log.jsonl"),
     params:
         train=TRAIN_OPTIONS,
-        sweep=config["train"].get("sweep", []),
+        sweep=config["train"]["sweep"],
         seed=config["seed"],
         code=code_hash(f"{SCRIPTS}/train_sae.py"),
     log:
@@ -82,7 +82,7 @@ rule train_replication:
     resources:
         mem_mb=32000,
         runtime=480,
-        gpu=gpus(REPLICATION.get("device", "cpu")),
+        gpu=gpus(REPLICATION["device"]) if REPLICATION else 0,
     script:
         "../workflow/scripts/train_sae.py"
 

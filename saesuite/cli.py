@@ -59,7 +59,7 @@ def cmd_fixture(args) -> None:
 def cmd_cache(args) -> None:
     prepare_output_dir(args.out_dir)
     from saesuite.models.backbones import load_backbone
-    from saesuite.cache.cache import cache_activations
+    from saesuite.cache.writer import cache_activations
     from saesuite.data.datasets import DatasetSpec, load_dataset
 
     spec = DatasetSpec(args.dataset, args.root, download=args.download, fixture=args.fixture)
@@ -76,7 +76,7 @@ def cmd_cache(args) -> None:
 
 
 def cmd_verify(args) -> None:
-    from saesuite.cache.cache import verify_cache
+    from saesuite.cache.verify import verify_cache
 
     manifest = verify_cache(args.dir, checksums=True, finite=True)
     print(f"{args.dir}: OK ({manifest['n']} rows x {manifest['d']}, {len(manifest['shards'])} shards, {manifest['dtype']})")
@@ -84,7 +84,8 @@ def cmd_verify(args) -> None:
 
 def cmd_train(args) -> None:
     prepare_output_dir(args.out_dir)
-    from saesuite.sae.train import TrainConfig, train_sae
+    from saesuite.sae.config import TrainConfig
+    from saesuite.sae.train import train_sae
 
     cfg = TrainConfig(
         architecture=args.architecture, expansion=args.expansion, k=args.k, l1_coefficient=args.l1,
@@ -130,23 +131,16 @@ def cmd_prefetch_weights(args) -> None:
 
 
 def cmd_diff_runs(args) -> int:
-    from saesuite.report.diff_runs import diff, render_report, report_json
+    from saesuite.report.diff_render import render_report, report_json
+    from saesuite.report.diff_runs import diff
 
     report = diff(args.run_a, args.run_b, args.tolerances)
     print(report_json(report) if args.json else render_report(report))
     return 0 if report["ok"] else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from saesuite import __version__
-
-    parser = argparse.ArgumentParser(
-        prog="saesuite",
-        description="Sparse autoencoders on CLIP vision models: cache activations, train, evaluate, compare.",
-    )
-    parser.add_argument("--version", action="version", version=f"saesuite {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_make_cifar10_fixture(sub) -> None:
+    """``make-cifar10-fixture DIR``: the size and seed of the fixture."""
     p = sub.add_parser("make-cifar10-fixture", help="write a small class-structured CIFAR-10 in the real on-disk layout")
     p.add_argument("dir", help="dataset root; cifar-10-batches-py/ is created inside")
     p.add_argument("--n", type=POSITIVE_INT, default=1000, help="train images (default 1000)")
@@ -154,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_fixture)
 
+
+def _add_cache(sub) -> None:
+    """``cache OUT_DIR``: the model, its hook, the dataset split, and how the cache is written."""
     p = sub.add_parser("cache", help="cache a model's hooked activations over a dataset split")
     p.add_argument("out_dir")
     p.add_argument("--model", required=True, help="open_clip model name, e.g. RN50, ViT-L-14, tiny-ViT")
@@ -176,17 +173,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fail when more than this fraction of images cannot be read (they are listed either way)")
     p.set_defaults(func=cmd_cache)
 
+
+def _add_verify_cache(sub) -> None:
+    """``verify-cache DIR``."""
     p = sub.add_parser("verify-cache", help="check a cache against its manifest (rows, dtype, sha256, finite)")
     p.add_argument("dir")
     p.set_defaults(func=cmd_verify)
 
-    from saesuite.sae.train import TrainConfig
+
+def _add_train(sub) -> None:
+    """``train CACHE_DIR OUT_DIR``: every option defaults to :class:`TrainConfig`'s value (the paper's recipe)."""
+    from saesuite.sae.config import TrainConfig
+    from saesuite.sae.variants import ARCHITECTURES
 
     d = TrainConfig()
     p = sub.add_parser("train", help="train an SAE on an activation cache (defaults: the paper's recipe)")
     p.add_argument("cache_dir")
     p.add_argument("out_dir")
-    p.add_argument("--architecture", default=d.architecture, choices=["relu", "topk"])
+    p.add_argument("--architecture", default=d.architecture, choices=ARCHITECTURES)
     p.add_argument("--expansion", type=POSITIVE_INT, default=d.expansion)
     p.add_argument("--k", type=POSITIVE_INT, default=d.k, help="active latents per input (topk)")
     p.add_argument("--l1", type=NON_NEGATIVE, default=d.l1_coefficient, help="L1 coefficient")
@@ -204,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop when, after the warm-ups, a batch's sum ||x_hat - x||^2 exceeds this times its sum ||x||^2")
     p.set_defaults(func=cmd_train)
 
+
+def _add_evaluate(sub) -> None:
+    """``evaluate SAE_DIR CACHE_DIR OUT_DIR``: thresholds, and the dataset that enables zero-shot fidelity."""
     p = sub.add_parser("evaluate", help="metrics of an SAE over every row of a cache -> OUT_DIR/metrics.json")
     p.add_argument("sae_dir")
     p.add_argument("cache_dir")
@@ -216,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_compare(sub) -> None:
+    """``compare CACHE_A SAE_A CACHE_B SAE_B OUT_DIR``: top-k, the chance null, intervals and seed SAEs."""
     p = sub.add_parser("compare", help="top-k overlap and CKA of two models' SAEs -> OUT_DIR/comparison.json")
     for name in ("cache_a", "sae_a", "cache_b", "sae_b", "out_dir"):
         p.add_argument(name)
@@ -233,11 +243,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_compare)
 
+
+def _add_prefetch_weights(sub) -> None:
+    """``prefetch-weights MODEL:TAG...``."""
     p = sub.add_parser("prefetch-weights",
                        help="download open_clip weights through the builder every run uses (container builds)")
     p.add_argument("specs", nargs="+", metavar="MODEL:TAG", help="e.g. RN50:openai ViT-L-14:openai")
     p.set_defaults(func=cmd_prefetch_weights)
 
+
+def _add_diff_runs(sub) -> None:
+    """``diff-runs RUN_A RUN_B``: a tolerances file and the output form."""
     p = sub.add_parser("diff-runs", help="audit two run folders (or a run against a reference): files, numbers, config, packages")
     p.add_argument("run_a", help="a run folder, results/<run>/ (with its provenance.json)")
     p.add_argument("run_b", help="another run folder, or a reference JSON {\"numbers\": {KEY: {\"value\", \"abs\"}}}")
@@ -246,6 +262,33 @@ def build_parser() -> argparse.ArgumentParser:
                         "others are reported but do not fail (default: every value must be equal)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_diff_runs)
+
+
+# the subcommands in the order --help lists them
+SUBCOMMANDS = (
+    _add_make_cifar10_fixture,
+    _add_cache,
+    _add_verify_cache,
+    _add_train,
+    _add_evaluate,
+    _add_compare,
+    _add_prefetch_weights,
+    _add_diff_runs,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``saesuite`` parser: ``--version`` and one subcommand per stage (:data:`SUBCOMMANDS`)."""
+    from saesuite import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="saesuite",
+        description="Sparse autoencoders on CLIP vision models: cache activations, train, evaluate, compare.",
+    )
+    parser.add_argument("--version", action="version", version=f"saesuite {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
     return parser
 
 

@@ -2,7 +2,7 @@
 
 Every figure is drawn at the size the paper prints it (``FULL`` or ``HALF`` the text width, in
 inches) with 7-8 pt type, so what is legible here is legible in print; :func:`save` writes it at
-``DPI``.
+``DPI``. Every figure module of the suite writes its PNGs through :func:`save`.
 """
 
 from __future__ import annotations
@@ -29,15 +29,21 @@ PRINT_RC = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.lab
 sns.set_theme(style="whitegrid", context="paper", rc=PRINT_RC)
 
 
-def save(fig, out: str | Path, dpi: int = DPI, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> None:
-    """Write ``fig`` laid out within ``rect`` (figure fractions: room left for a note below it)."""
+def save(fig, out: str | Path, dpi: int = DPI, rect: tuple[float, float, float, float] = (0, 0, 1, 1),
+         crop: bool = False) -> None:
+    """Write ``fig`` as a PNG at ``dpi`` and close it; no ``Software`` tag, so the bytes depend on
+    the drawing alone.
+
+    A plot is laid out by ``tight_layout`` within ``rect`` (figure fractions: room left for a note
+    below it). An image grid (``crop``) keeps the spacing it was built with and is cropped to what
+    is drawn, with a thin margin."""
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout(rect=rect)
-    fig.savefig(out, dpi=dpi, metadata={"Software": None})
+    if crop:
+        fig.savefig(out, dpi=dpi, metadata={"Software": None}, bbox_inches="tight", pad_inches=0.03)
+    else:
+        fig.tight_layout(rect=rect)
+        fig.savefig(out, dpi=dpi, metadata={"Software": None})
     plt.close(fig)
-
-
-_save = save  # the name other modules import
 
 
 def lifetime_sparsity_histogram(latents_npz: str | Path, out: str | Path, title: str) -> None:

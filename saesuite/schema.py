@@ -1,5 +1,15 @@
-"""JSON Schemas shipped with the package (``saesuite/schemas/*.schema.json``, draft 2020-12), and the
-check of the workflow config against ``config/config.schema.yaml`` with short messages."""
+"""JSON Schemas shipped with the package (``saesuite/schemas/*.schema.json``, draft 2020-12), the
+check of the workflow config against ``config/config.schema.yaml`` with short messages, and how a
+config section becomes a stage's settings.
+
+A config section becomes settings one way: :func:`stage_options` takes out the keys the workflow
+reads itself (:data:`WORKFLOW_KEYS`) and the rest goes, as keyword arguments, to the stage's
+settings type (``EvalConfig(**stage_options("evaluate", section))``; ``TrainConfig.from_dict``,
+which applies a recipe first; ``cache_shard``'s keyword options for the cache), which rejects a key
+it does not take. Each default is written once: a setting's default is its settings type's, and
+the schema gives none; a workflow key's default is the schema's, filled in by
+:func:`check_config`, so the rules index the config and never supply a default.
+``tests/test_config_settings.py`` holds the schema and the settings types together."""
 
 from __future__ import annotations
 
@@ -103,3 +113,34 @@ def _allowed_keys(schema: dict, root: dict) -> set[str]:
 def _did_you_mean(word: str, choices) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" Did you mean {close[0]!r}?" if close else ""
+
+
+# --- a config section as a stage's settings ---------------------------------------------------
+
+# The keys of each config section that are not settings of its stage: the workflow reads them
+# itself (which models, splits, shard jobs, sweep entries, files) or hands them to the stage beside
+# its settings (compare.device, dataset.limit). Their defaults are the schema's.
+WORKFLOW_KEYS = {
+    "dataset": ("train_split", "eval_split", "limit"),
+    "cache": ("train_shards", "eval_shards"),
+    "train": ("sweep", "extra_seeds"),
+    "replication": ("model",),
+    "planted": ("n_train", "n_eval", "shards"),
+    "evaluate": (),
+    "compare": ("a", "b", "device", "planted_pairs"),
+}
+
+
+def stage_options(section: str, values: dict) -> dict:
+    """The settings config section ``section`` gives its stage: ``values`` less the section's
+    :data:`WORKFLOW_KEYS`. Nothing else is dropped: a key the settings type does not take is an
+    error there, and a key ``values`` leaves out takes the settings type's default."""
+    return {key: value for key, value in values.items() if key not in WORKFLOW_KEYS[section]}
+
+
+def load_config(config_file, schema_file, log_file) -> dict:
+    """A workflow config file read and checked as the Snakefile checks its own (defaults filled in):
+    for a rule that reads another config than the run's (``planted_validation``)."""
+    config = yaml.safe_load(Path(config_file).read_text())
+    check_config(config, schema_file, log_file, source=str(config_file))
+    return config

@@ -13,7 +13,7 @@ from pathlib import Path  # noqa: E402
 import pytest
 
 from saesuite.models.backbones import load_backbone
-from saesuite.cache.cache import cache_activations
+from saesuite.cache.writer import cache_activations
 from saesuite.data.datasets import DatasetSpec, load_dataset
 from saesuite.data.fixture import make_cifar10_fixture
 

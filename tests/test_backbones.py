@@ -87,7 +87,8 @@ def test_paper_models_have_the_stated_shapes():
 
 
 def test_paper_models_built_with_random_weights_give_d_1024():
-    """The real towers (random weights: no network here) and the hooks of DESIGN.md."""
+    """The real towers (random weights: no network here) and the paper's hooks (docs/architecture.md,
+    "Facts that are easy to get wrong": ViT-L/14's CLS token after block 22, RN50's attention pool)."""
     vit = load_backbone("ViT-L-14", None, "resid_cls:22")
     assert vit.d == 1024 and len(vit.visual.transformer.resblocks) == 24
     rn = load_backbone("RN50", None, "attnpool")

@@ -6,10 +6,14 @@ import pytest
 import torch
 
 from saesuite.models.backbones import load_backbone
-from saesuite.cache.cache import ActivationCache, cache_shard, shard_rows, verify_cache, write_manifest
+from saesuite.cache.format import write_manifest
+from saesuite.cache.reader import ActivationCache
+from saesuite.cache.verify import verify_cache
+from saesuite.cache.writer import cache_shard, shard_rows
 from saesuite.cli import main
 from saesuite.data.datasets import load_dataset
 from saesuite.errors import CacheError
+from saesuite.outputs import temp_path
 
 KEYS = {"n", "d", "dtype", "model", "pretrained", "hook", "dataset", "split", "shards"}
 
@@ -93,7 +97,7 @@ def test_nan_in_a_shard_is_caught(cache_copy):
     arr = np.load(cache_copy / "shard-00000.npy")
     arr[3, 2] = np.nan
     np.save(cache_copy / "shard-00000.npy", arr)
-    from saesuite.cache.cache import sha256_file
+    from saesuite.files import sha256_file
 
     manifest["shards"][0]["sha256"] = sha256_file(cache_copy / "shard-00000.npy")
     (cache_copy / "manifest.json").write_text(json.dumps(manifest))
@@ -103,14 +107,16 @@ def test_nan_in_a_shard_is_caught(cache_copy):
     # training and evaluation open caches through ActivationCache.open: the same full check
     with pytest.raises(CacheError, match="shard-00000.npy holds NaN or inf values"):
         ActivationCache.open(cache_copy)
-    from saesuite.sae.train import TrainConfig, train_sae
+    from saesuite.sae.config import TrainConfig
+    from saesuite.sae.train import train_sae
 
     with pytest.raises(CacheError, match="shard-00000.npy holds NaN or inf values"):
         train_sae(cache_copy, cache_copy.parent / "sae", TrainConfig())
 
 
 def test_training_refuses_a_corrupted_cache(cache_copy):
-    from saesuite.sae.train import TrainConfig, train_sae
+    from saesuite.sae.config import TrainConfig
+    from saesuite.sae.train import train_sae
 
     shard = cache_copy / "shard-00001.npy"
     data = bytearray(shard.read_bytes())
@@ -181,8 +187,10 @@ def test_a_job_killed_mid_shard_leaves_nothing_complete_and_the_rerun_matches(fi
     cache_shard(backbone, dataset, out, 0, 2, **kw)
     with pytest.raises(KeyboardInterrupt):
         cache_shard(backbone, dataset, out, 1, 2, **kw)
-    assert list(out.glob("shard-00001.npy.*.tmp")) and not (out / "shard-00001.npy").exists()  # its own temporary name
-    assert not (out / "shard-00001.json").exists()
+    assert not (out / "shard-00001.npy").exists() and not (out / "shard-00001.json").exists()
+    assert not list(out.glob("*.tmp"))  # an interrupted writer removes its temporary file
+    stale = temp_path(out / "shard-00001.npy")  # what a writer killed outright (SIGKILL) leaves behind
+    stale.write_bytes(b"half a shard")
     monkeypatch.setattr(backbone, "capture", original)
     cache_shard(backbone, dataset, out, 1, 2, **kw)  # the rerun redoes shard 1 only
     write_manifest(out, 2)

@@ -8,7 +8,10 @@ import torch
 from PIL import Image
 
 from saesuite.models.backbones import load_backbone
-from saesuite.cache.cache import ActivationCache, cache_activations, sha256_file, verify_cache
+from saesuite.cache.reader import ActivationCache
+from saesuite.cache.verify import verify_cache
+from saesuite.cache.writer import cache_activations
+from saesuite.files import sha256_file
 from saesuite.data.datasets import DatasetSpec, load_dataset
 from saesuite.errors import CacheError
 

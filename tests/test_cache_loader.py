@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from saesuite.models.backbones import load_backbone
-from saesuite.cache.cache import ActivationCache, cache_activations
+from saesuite.cache.reader import ActivationCache
+from saesuite.cache.writer import cache_activations
 from saesuite.data.datasets import load_dataset
 from saesuite.cache.loader import split_preprocess
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-import saesuite.cache.cache as cache_module
+import saesuite.files
 from saesuite.models.backbones import load_backbone
-from saesuite.cache.cache import cache_shard
+from saesuite.cache.writer import cache_shard
 
 
 class LazyImages(Dataset):
@@ -51,7 +51,7 @@ def peak_bytes(backbone, tmp_path, n: int, rows: int, batch: int) -> int:
 
 
 def test_peak_memory_does_not_grow_with_the_dataset_or_the_shards_activations(backbone, tmp_path, monkeypatch):
-    monkeypatch.setattr(cache_module, "HASH_BLOCK", 1 << 12)  # below the smallest shard file
+    monkeypatch.setattr(saesuite.files, "HASH_BLOCK", 1 << 12)  # below the smallest shard file
     peak_bytes(backbone, tmp_path, 64, 64, 32)  # warm-up: one-off allocations of the first run
     small = peak_bytes(backbone, tmp_path, 256, 128, 32)
     huge = peak_bytes(backbone, tmp_path, 128 * 10**6, 128, 32)  # same shard and batch, 500,000x the images

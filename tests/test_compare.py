@@ -17,7 +17,8 @@ from saesuite.compare.overlap import overlap_counts, relabel_rows, sparse_topk, 
 from saesuite.compare.pairing import match_dense, match_sparse
 from saesuite.schema import validate
 from saesuite.evaluate.topk import StreamingTopK
-from saesuite.sae.train import TrainConfig, train_sae
+from saesuite.sae.config import TrainConfig
+from saesuite.sae.train import train_sae
 
 
 def cka_by_kernels(x, y):
@@ -181,7 +182,7 @@ def test_compare_end_to_end_on_the_tiny_models(caches, tiny_saes, tmp_path):
     result = compare_saes(caches[("tiny-RN", "test")], tiny_saes / "tiny-RN", caches[("tiny-ViT", "test")],
                           tiny_saes / "tiny-ViT", tmp_path / "cmp", settings=settings)
     validate(json.loads((tmp_path / "cmp" / "comparison.json").read_text()), "comparison")
-    from saesuite.cache.cache import ActivationCache
+    from saesuite.cache.reader import ActivationCache
 
     xa = ActivationCache.open(caches[("tiny-RN", "test")]).read_all().astype(float)
     xb = ActivationCache.open(caches[("tiny-ViT", "test")]).read_all().astype(float)

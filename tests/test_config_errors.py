@@ -24,16 +24,24 @@ def test_defaults_are_filled_in_as_snakemake_s_validate_fills_them(tmp_path):
 
     for name in ("config", "smoke", "planted"):
         config = yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())
-        for section, keys in (("dataset", ("download", "fixture", "limit")),
-                              ("cache", ("prefetch_factor", "precision", "max_bad_fraction"))):
+        # every key the schema has a default for (the workflow keys), left out
+        for key in ("top_k", "planted_validation"):
+            config.pop(key, None)
+        for section, keys in (("dataset", ("limit",)), ("train", ("sweep", "extra_seeds")),
+                              ("planted", ("shards",)), ("compare", ("planted_pairs",))):
             for key in keys:
                 config.get(section, {}).pop(key, None)
+        config.get("cache", {}).pop("precision", None)  # a setting: its default is the cache writer's
         ours, theirs = copy.deepcopy(config), copy.deepcopy(config)
         check_config(ours, SCHEMA, tmp_path / "log")
         validate(theirs, str(SCHEMA))
         assert ours == theirs, name
-        if name != "planted":
-            assert ours["cache"]["precision"] == "auto" and ours["dataset"]["limit"] is None
+        assert ours["top_k"] == 9 and ours["train"]["sweep"] == [] and ours["train"]["extra_seeds"] == []
+        if name == "planted":
+            assert ours["planted"]["shards"] == 2
+        else:
+            assert ours["dataset"]["limit"] is None and ours["compare"]["planted_pairs"] == "config/planted_compare.yaml"
+            assert "precision" not in ours["cache"]
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from saesuite.cli import main
-from saesuite.report.diff_runs import COMPARISON_SCORES, flatten, headline_keys, headline_numbers, split_key
+from saesuite.report.diff_runs import COMPARISON_SCORES, headline_keys, headline_numbers
+from saesuite.report.run_values import flatten, split_key
 from saesuite.errors import ConfigError
-from saesuite.report.provenance import config_hash, sha256_file
+from saesuite.files import sha256_file
+from saesuite.report.provenance import config_hash
 
 PAIR = "compare/tiny-RN__tiny-ViT/comparison.json"
 CONFIG = {

@@ -12,7 +12,7 @@ import torch
 from safetensors.numpy import load_file
 
 from saesuite.evaluate.alignment import random_unit_directions
-from saesuite.cache.cache import write_array_cache
+from saesuite.cache.format import write_array_cache
 from saesuite.evaluate.evaluation import EvalConfig, evaluate_sae
 from saesuite.sae.model import SAE, save_sae
 from saesuite.schema import validate

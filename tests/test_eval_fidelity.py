@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from saesuite.models.backbones import load_backbone
-from saesuite.cache.cache import ActivationCache
+from saesuite.cache.reader import ActivationCache
 from saesuite.data.datasets import load_dataset
 from saesuite.errors import CacheError
 from saesuite.evaluate.evaluation import EvalConfig, evaluate_sae

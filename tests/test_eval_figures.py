@@ -48,7 +48,7 @@ def captured_figure(monkeypatch):
     from saesuite.evaluate import figures as eval_figures
 
     figures = []
-    monkeypatch.setattr(eval_figures, "_save", lambda fig, out: figures.append(fig))
+    monkeypatch.setattr(eval_figures, "save", lambda fig, out: figures.append(fig))
     return figures
 
 
@@ -83,7 +83,7 @@ def test_neuron_alignment_figure_draws_the_chance_level_of_each_reference(monkey
 
 
 def test_figures_of_a_cache_no_open_clip_model_made(tmp_path):
-    from saesuite.cache.cache import write_array_cache
+    from saesuite.cache.format import write_array_cache
 
     x, labels, _ = known_inputs()
     meta = {"model": "my-model", "pretrained": None, "hook": "mine", "dataset": "none", "split": "test", "classes": []}

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from saesuite.cache.cache import sha256_file
+from saesuite.files import sha256_file
 from saesuite.evaluate.evaluation import EvalConfig, evaluate_sae
 from saesuite.sae.model import SAE, save_sae
 

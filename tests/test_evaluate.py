@@ -2,14 +2,16 @@ import json
 
 import numpy as np
 import pytest
+from numpy_sae import encode_numpy
 from safetensors.numpy import load_file
 
-from saesuite.cache.cache import ActivationCache
+from saesuite.cache.reader import ActivationCache
 from saesuite.errors import ConfigError
 from saesuite.evaluate.evaluation import EvalConfig, evaluate_sae
+from saesuite.evaluate.results import read_metrics
 from saesuite.schema import validate
-from saesuite.sae.model import encode_numpy
-from saesuite.sae.train import TrainConfig, train_sae
+from saesuite.sae.config import TrainConfig
+from saesuite.sae.train import train_sae
 
 SMALL = dict(lr_warmup_samples=256, l1_warmup_samples=512, b_dec_init_samples=256, dead_window_samples=2048, device="cpu")
 
@@ -26,8 +28,7 @@ def test_metrics_match_an_independent_numpy_computation(trained, caches, tmp_pat
     cache_dir = caches[("tiny-ViT", "test")]
     threshold = 1e-3
     metrics = evaluate_sae(trained, cache_dir, tmp_path, EvalConfig(near_zero_threshold=threshold, chunk_rows=37))
-    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
-    validate(metrics, "metrics")
+    assert read_metrics(tmp_path / "metrics.json") == metrics  # the one reader, schema-checked
 
     w = load_file(str(trained / "sae_weights.safetensors"))
     x = ActivationCache.open(cache_dir).read_all().astype(np.float64)
@@ -151,3 +152,10 @@ def test_schema_rejects_malformed_metrics(trained, caches, tmp_path):
     bad_fidelity = {"n_images": 1, "prompt": "{}", "accuracy_clean": 2.0}
     with pytest.raises(ValueError, match="fidelity"):
         validate({**good, "fidelity": bad_fidelity}, "metrics")
+
+
+def test_read_metrics_refuses_a_file_that_is_not_an_evaluation_s(tmp_path):
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"model": "my-model", "l0": 3.0}))
+    with pytest.raises(ValueError, match=rf"{path}: metrics JSON fails its schema"):
+        read_metrics(path)

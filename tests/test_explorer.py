@@ -22,15 +22,7 @@ from PIL import Image
 from saesuite.compare.saes import compare_saes
 from saesuite.data.datasets import load_dataset
 from saesuite.evaluate.evaluation import EvalConfig, evaluate_sae
-from saesuite.report.explorer import (
-    ExplorerConfig,
-    ModelInputs,
-    best_partners,
-    build_explorer,
-    label_distribution,
-    latent_histograms,
-    project_size,
-)
+from saesuite.report.explorer import ExplorerConfig, ModelInputs, best_partners, build_explorer, label_distribution
 from saesuite.compare.features import CompareSettings
 from saesuite.compare.overlap import overlap_counts
 from saesuite.sae.model import SAE, save_sae
@@ -39,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("EXPLORER_ARTIFACTS", REPO / "results" / "test-artifacts" / "explorer"))
 MODELS = (("tiny-RN", "attnpool"), ("tiny-ViT", "resid_cls:-2"))
 F = 48  # latents per SAE
+EVAL = EvalConfig(chunk_rows=64)
 
 
 def read_js(path: Path) -> list:
@@ -51,7 +44,7 @@ def read_js(path: Path) -> list:
 
 def random_sae(cache_dir: Path, model: str, hook: str, out: Path, seed: int) -> Path:
     """An SAE with random directions and b_dec at the mean, so latents fire on varied fractions of images."""
-    from saesuite.cache.cache import ActivationCache
+    from saesuite.cache.reader import ActivationCache
 
     cache = ActivationCache.open(cache_dir)
     x, hook = torch.from_numpy(cache.read_all()).float(), cache.manifest["hook"]
@@ -71,33 +64,24 @@ def random_sae(cache_dir: Path, model: str, hook: str, out: Path, seed: int) -> 
 @pytest.fixture(scope="module")
 def built(caches, fixture_spec, tmp_path_factory):
     base = tmp_path_factory.mktemp("explorer")
-    inputs = []
+    inputs, pairs = [], []
     for seed, (model, hook) in enumerate(MODELS):
         cache = caches[(model, "test")]
         sae = random_sae(cache, model, hook, base / "sae" / model, seed)
-        evaluate_sae(sae, cache, base / "eval" / model, EvalConfig(chunk_rows=64))
-        inputs.append(ModelInputs(model, base / "eval" / model, sae, cache))
+        evaluate_sae(sae, cache, base / "eval" / model, EVAL)
+        inputs.append(ModelInputs(model, base / "eval" / model))
+        pairs += [cache, sae]
     settings = CompareSettings(k=9, knn_k=5, permutations=3, interval_splits=0)
-    compare_saes(inputs[0].cache_dir, inputs[0].sae_dir, inputs[1].cache_dir, inputs[1].sae_dir, base / "compare",
-                 settings=settings)
+    compare_saes(*pairs, base / "compare", settings=settings)
     dataset = load_dataset(fixture_spec, "test")
-    cfg = ExplorerConfig(features_per_file=16, chunk_rows=50)
+    cfg = ExplorerConfig(features_per_file=16)
+    # the explorer reads the evaluation's and comparison's files only: no SAE or cache is given to it
     record = build_explorer(tuple(inputs), base / "compare", lambda i: dataset[i][0], base / "site", cfg)
     return {"site": base / "site", "inputs": inputs, "compare": base / "compare", "record": record, "cfg": cfg,
             "dataset": dataset}
 
 
 # -- the pieces against independent computations ---------------------------------------------------
-
-
-def test_latent_histograms_are_numpy_histograms_per_latent():
-    rng = np.random.default_rng(0)
-    f = np.maximum(rng.normal(size=(200, 7)), 0) * rng.uniform(0.5, 3, 7)
-    top = f.max(0)
-    got = latent_histograms((f[s : s + 33] for s in range(0, 200, 33)), 7, top, 10)
-    for i in range(7):
-        want, _ = np.histogram(f[f[:, i] > 0, i], bins=np.linspace(0, top[i], 11))
-        assert got[i].tolist() == want.tolist()
 
 
 def test_best_partners_are_the_argmax_of_the_overlap_with_ties_to_the_lower_index():
@@ -159,8 +143,8 @@ def test_site_data_matches_the_evaluation_and_comparison(built):
             valid = npz["topk_indices"][i] >= 0
             assert f["rows"] == npz["topk_indices"][i][valid].tolist()
             assert f["acts"] == pytest.approx(npz["topk_values"][i][valid].tolist(), rel=1e-3)
-            # the streamed histogram counts every image the latent fires on, as the evaluation did
-            assert sum(f["hist"]) == table["fire_count"][i]
+            # the evaluation's histogram counts every image the latent fires on
+            assert sum(f["hist"]) == table["fire_count"][i] and len(f["hist"]) == EVAL.histogram_bins
             if table["fire_count"][i]:
                 assert f["labels"][0] == table["top_class"][i]
                 assert f["shares"][0] == pytest.approx(table["top_class_share"][i], abs=1e-3)
@@ -199,6 +183,19 @@ def test_site_is_self_contained_no_network_no_fetch(built):
     assert "fetch(" not in app and "XMLHttpRequest" not in app  # file:// forbids both; data come as scripts
     assert re.findall(r'<script src="([^"]+)"', html) == ["app.js", "data/site.js"]
     assert len(app) < 20_000
+
+
+def project_size(record: dict, latents: int, images: int, thumbnail_bytes: float) -> dict:
+    """Projected site size for ``latents`` per SAE over an eval split of ``images`` images (README's paper-run figure).
+
+    Data files scale with the number of latents (bytes per latent measured on ``record``);
+    thumbnails are at most one per image of the split (the union of 2 x latents x k top-k rows
+    cannot exceed it), at ``thumbnail_bytes`` each.
+    """
+    per_latent = sum((m["index_bytes"] + m["feature_bytes"]) / m["latents"] for m in record["models"].values())
+    data = per_latent * latents
+    thumbs = min(images, 2 * latents * record["k"]) * thumbnail_bytes
+    return {"data_bytes": data, "thumbnail_bytes_max": thumbs, "total_bytes_max": data + thumbs + record["asset_bytes"]}
 
 
 def test_size_projection_scales_data_with_latents_and_caps_thumbnails_at_the_split():
@@ -317,7 +314,7 @@ def test_browser_feature_page_shows_k_loaded_images_and_the_partner_link_lands_o
     captions = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#topk figcaption")]
     assert all(len(t.split("\n")) == 2 for t in captions)  # class name and activation
     assert browser.find_element(By.ID, "partner-overlap").text == f"{c['partner_overlap'][i]:.3g}"
-    assert len(browser.find_elements(By.CSS_SELECTOR, ".act-hist rect")) == built["cfg"].histogram_bins
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".act-hist rect")) == EVAL.histogram_bins
     assert len(browser.find_elements(By.CSS_SELECTOR, "#labels tr")) >= 2
     browser.save_screenshot(str(ARTIFACTS / "feature.png"))
     browser.find_element(By.ID, "partner-link").click()

@@ -23,7 +23,9 @@ from saesuite.cli import main
 from saesuite.errors import BusyError, CacheError, ConfigError, TrainingError
 from saesuite.outputs import LOCK_NAME, atomic_path, default_file_mode, output_lock, temp_path
 from saesuite.cache.planted import write_array_cache
-from saesuite.sae.train import CHECKPOINT, TrainConfig, Trainer, train_sae
+from saesuite.sae.config import TrainConfig
+from saesuite.sae.train import CHECKPOINT, train_sae
+from saesuite.sae.trainer import Trainer
 
 from tests.smoke import dry_run_with
 
@@ -105,7 +107,7 @@ def test_two_concurrent_train_commands_on_one_folder(tmp_path):
 
 
 def test_evaluate_compare_and_a_cache_shard_refuse_a_folder_another_process_writes(tmp_path):
-    from saesuite.cache.cache import cache_shard
+    from saesuite.cache.writer import cache_shard
     from saesuite.compare.saes import compare_saes
     from saesuite.evaluate.evaluation import evaluate_sae
     from saesuite.models.hooks import HookSpec
@@ -148,7 +150,7 @@ def test_temporary_names_are_unique_and_never_left_behind(tmp_path):
 
 
 def test_finite_divergence_stops_training_keeps_the_last_good_checkpoint_and_a_lower_lr_resumes(tmp_path, monkeypatch, capsys):
-    import saesuite.sae.train as train_module
+    import saesuite.sae.trainer as train_module
 
     cache, out = small_cache(tmp_path / "c"), tmp_path / "sae"
     cfg = TrainConfig(expansion=2, batch_size=64, samples=64 * 40, checkpoint_every_steps=8, **SMALL)
@@ -218,7 +220,7 @@ def test_the_train_log_stays_json_when_a_number_is_not_finite(tmp_path):
 
 
 def test_cache_messages_name_the_bad_row_and_only_files_that_exist(tmp_path):
-    from saesuite.cache.cache import verify_cache
+    from saesuite.cache.verify import verify_cache
 
     x = np.random.default_rng(0).normal(size=(100, 4)).astype(np.float32)
     x[77, 2] = np.nan  # shard 1 holds rows 50..99
@@ -239,7 +241,7 @@ def test_cache_messages_name_the_bad_row_and_only_files_that_exist(tmp_path):
 
 @pytest.mark.parametrize("command", ["make-cifar10-fixture", "cache", "train", "evaluate", "compare"])
 def test_every_subcommand_refuses_an_output_path_under_a_file_before_computing(command, tmp_path, capsys, monkeypatch):
-    import saesuite.cache.cache
+    import saesuite.cache.writer
     import saesuite.compare.saes
     import saesuite.evaluate.evaluation
     import saesuite.data.fixture
@@ -248,7 +250,7 @@ def test_every_subcommand_refuses_an_output_path_under_a_file_before_computing(c
     def computed(*args, **kwargs):
         raise AssertionError("computed before checking the output path")
 
-    for module, name in ((saesuite.data.fixture, "make_cifar10_fixture"), (saesuite.cache.cache, "cache_activations"),
+    for module, name in ((saesuite.data.fixture, "make_cifar10_fixture"), (saesuite.cache.writer, "cache_activations"),
                          (saesuite.sae.train, "train_sae"), (saesuite.evaluate.evaluation, "evaluate_sae"),
                          (saesuite.compare.saes, "compare_saes")):
         monkeypatch.setattr(module, name, computed)

@@ -6,13 +6,14 @@ import json
 
 import numpy as np
 import pytest
+from numpy_sae import encode_numpy
 from safetensors.numpy import load_file
 from test_eval_known import write_cache
 from test_sae import random_sae
 
-from saesuite.cache.cache import ActivationCache
+from saesuite.cache.reader import ActivationCache
 from saesuite.evaluate.frontier import frontier_point, frontier_table
-from saesuite.sae.model import encode_numpy, save_sae
+from saesuite.sae.model import save_sae
 
 D, F, N = 16, 48, 90
 BAD = (3, 50)  # rows of unreadable images: zero rows the frontier must leave out

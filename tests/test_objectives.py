@@ -24,7 +24,8 @@ import pytest
 import torch
 
 from saesuite.sae.recipes import RECIPES
-from saesuite.sae.train import Trainer, TrainConfig
+from saesuite.sae.config import TrainConfig
+from saesuite.sae.trainer import Trainer
 
 D, F, B, LAMBDA = 8, 32, 16, 3e-2
 
@@ -57,7 +58,7 @@ def test_the_baseline_recipe_is_fry_2024_s_loss_and_gradients():
         trainer.sae.b_enc.copy_(torch.from_numpy(rng.normal(scale=0.5, size=F)))
     dead = torch.zeros(F, dtype=torch.bool)
     dead[::3] = True
-    trainer.since_fired[dead] = cfg.dead_window_samples
+    trainer.dead.since_fired[dead] = cfg.dead_window_samples
     before = {k: v.detach().double().clone().requires_grad_(True) for k, v in trainer.sae.named_parameters()}
 
     step = cfg.lr_warmup_samples // B  # past the warm-up; the L1 coefficient is constant in this recipe

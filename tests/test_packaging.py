@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from saesuite.sae.train import TrainConfig
+from saesuite.sae.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,12 +27,13 @@ def test_environment_yml_pins_the_same_versions_as_pyproject():
     extras = project["optional-dependencies"]
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    # the conda environment runs the README's test command, which installs `.[test,saelens]`
-    for extra in ("test", "saelens"):
+    # the conda environment runs the README's test command, which installs `.[test,saelens]` (and
+    # through the test extra, `.[workflow]`)
+    for extra in ("workflow", "test", "saelens"):
         for name, version in pins(extras[extra]).items():
             assert pins(pip_section).get(name) == version, f"{name}=={version} ({extra} extra): not in environment.yml"
     assert "'.[test,saelens]'" in (REPO / "README.md").read_text()
-    declared = pins(project["dependencies"] + extras["test"] + extras["saelens"])
+    declared = pins(project["dependencies"] + extras["workflow"] + extras["test"] + extras["saelens"])
     assert pins(pip_section) == declared
     assert declared["torch"] == "2.14.1" and declared["torchvision"] == "0.29.1"
     assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==\S+", d) for d in project["dependencies"]), "pin every dependency"
@@ -72,11 +73,28 @@ def test_the_lock_pins_every_dependency_at_pyproject_s_version():
     locked = lock()
     body = [l for l in (REPO / "requirements.lock").read_text().splitlines() if l and not l.startswith("#")]
     assert len(body) == len(locked) and all("==" in l for l in body), "one name==version per line"
-    for name, version in pins(project()["dependencies"]).items():
+    for name, version in pins(project()["dependencies"] + project()["optional-dependencies"]["workflow"]).items():
         assert locked.get(name) == version, f"{name}: pyproject {version}, requirements.lock {locked.get(name)}"
     # torch's CUDA stack is locked with it (the CUDA 13.0 wheels the container runs)
     assert locked["cuda-toolkit"].startswith("13.0.") and "nvidia-cudnn-cu13" in locked
     assert "saesuite" not in locked
+
+
+def test_snakemake_is_the_workflow_extra_not_a_dependency_of_the_library():
+    """The library has no Snakemake import; whatever runs the workflow installs the `workflow` extra:
+    the tests and cluster extras include it, and so does the README's command that runs the smoke workflow."""
+    extras = project()["optional-dependencies"]
+    assert "snakemake" not in pins(project()["dependencies"])
+    assert "snakemake" in pins(extras["workflow"])
+    for extra in ("test", "cluster"):
+        assert "saesuite[workflow]" in extras[extra], extra
+    imports = [f"{path.relative_to(REPO)}:{n}" for path in sorted((REPO / "saesuite").rglob("*.py"))
+               for n, line in enumerate(path.read_text().splitlines(), 1)
+               if re.match(r"\s*(import|from)\s+snakemake\b", line)]
+    assert imports == []
+    smoke = [line for line in (REPO / "README.md").read_text().splitlines() if "--configfile config/smoke.yaml" in line
+             and "pip install" in line]
+    assert smoke and all("-e '.[workflow]'" in line for line in smoke), smoke
 
 
 def test_environment_yml_names_the_lock_and_its_python():
@@ -103,7 +121,7 @@ def test_dockerfile_base_and_install_lines_use_the_locked_versions():
     assert "FROM ${BASE}" in lines
     assert "COPY requirements.lock pyproject.toml README.md ./" in lines
     assert "RUN python -m pip install -r requirements.lock -c requirements.lock \\" in lines
-    assert "&& python -m pip install --no-deps -c requirements.lock . \\" in lines
+    assert "&& python -m pip install --no-deps -c requirements.lock '.[workflow]' \\" in lines
     assert "&& python -m pip check" in lines
     assert not any(l.startswith(("ENTRYPOINT", "CMD")) for l in lines), "apptainer exec runs commands directly"
     path = re.search(r"^ENV PATH=(\S+)$", text, re.M).group(1).split(":")

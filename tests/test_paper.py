@@ -6,13 +6,11 @@ from __future__ import annotations
 import copy
 import json
 
-import pytest
-
-from saesuite.report.paper import (
+from saesuite.report.latex import fmt
+from saesuite.report.paper_claims import (
     chance_claim,
     chance_verdict,
     comparison_claims,
-    fmt,
     model_claims,
     plan_recipe_claim,
     planted_claims,
@@ -20,9 +18,8 @@ from saesuite.report.paper import (
     replication_claims,
     run_notice,
     sweep_claims,
-    table_comparison,
-    table_hyperparameters,
 )
+from saesuite.report.paper_tables import table_comparison, table_hyperparameters
 from saesuite.report.paper_sources import pattern_regex, provenance_lines, rule_of, timings, write_timings
 
 

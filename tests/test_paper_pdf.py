@@ -13,7 +13,8 @@ import subprocess
 import pytest
 import yaml
 
-from saesuite.report.paper import PaperResults, chance_verdict, write_paper_numbers
+from saesuite.report.paper import PaperResults, write_paper_numbers
+from saesuite.report.paper_claims import chance_verdict
 from tests.smoke import REPO, has_tex
 
 pytestmark = pytest.mark.workflow

@@ -1,17 +1,18 @@
-import json
-
 import numpy as np
 import pytest
 import torch
+from numpy_sae import encode_numpy
 from safetensors.numpy import load_file
 
 from saesuite.errors import ConfigError
-from saesuite.sae.model import SAE, encode_numpy, load_sae, save_sae
+from saesuite.sae.model import SAE, load_sae, read_cfg, save_sae
+from saesuite.sae.variants import ReLU, TopK, variant_of
 
 
 def random_sae(d=8, F=32, architecture="relu", k=None, seed=0):
+    """An SAE of the variant a config names (``architecture``, ``k``) with N(0, 0.25) parameters."""
     g = torch.Generator().manual_seed(seed)
-    sae = SAE(d, F, architecture, k)
+    sae = SAE(d, F, variant_of(architecture, k))
     with torch.no_grad():
         for p in sae.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * 0.5)
@@ -57,9 +58,24 @@ def test_decoder_rows_renormalise_and_parallel_gradient_is_removed():
 
 
 def test_bad_architecture_and_missing_files(tmp_path):
-    with pytest.raises(ConfigError, match="architecture 'gated'"):
-        SAE(4, 8, "gated")
-    with pytest.raises(ConfigError, match="topk needs"):
-        SAE(4, 8, "topk", None)
+    with pytest.raises(ConfigError, match="architecture 'gated' is not known; choose one of relu, topk"):
+        variant_of("gated")
+    with pytest.raises(ConfigError, match="topk needs k"):
+        variant_of("topk", None)
+    with pytest.raises(ConfigError, match="topk needs 0 < k <= d_sae=8, got k=9"):
+        SAE(4, 8, TopK(9))
     with pytest.raises(ConfigError, match="not an SAE directory"):
         load_sae(tmp_path)
+    save_sae(SAE(4, 8), tmp_path, {"d_in": 4, "architecture": "standard"})
+    with pytest.raises(ConfigError, match="lacks d_sae"):
+        read_cfg(tmp_path)
+    save_sae(SAE(4, 8), tmp_path, {"d_in": 4, "d_sae": 8, "architecture": "topk", "k": 9})
+    with pytest.raises(ConfigError, match="k <= d_sae=8"):
+        load_sae(tmp_path)
+
+
+@pytest.mark.parametrize("name, variant", [("standard", ReLU()), ("relu", ReLU()), ("topk", TopK(3))])
+def test_cfg_json_names_its_variant_in_saelens_or_this_suites_words(tmp_path, name, variant):
+    """cfg.json's architecture is SAELens's name as training writes it, or this suite's own (a hand-written one)."""
+    save_sae(SAE(4, 8, variant), tmp_path, {"d_in": 4, "d_sae": 8, "architecture": name, "k": 3})
+    assert read_cfg(tmp_path)[1] == variant and load_sae(tmp_path)[0].variant == variant

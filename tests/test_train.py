@@ -8,14 +8,17 @@ import time
 import numpy as np
 import pytest
 import torch
+from numpy_sae import encode_numpy
 from safetensors.numpy import load_file
 
-from saesuite.sae.dead import auxk_loss
 from saesuite.errors import CacheError, ConfigError, TrainingError
 from saesuite.cache.planted import PlantedSpec, planted_activations, planted_dictionary, recovery, write_array_cache
-from saesuite.sae.model import SAE, encode_numpy
+from saesuite.sae.config import TrainConfig, lr_at
+from saesuite.sae.dead import DeadLatents
+from saesuite.sae.model import SAE
 from saesuite.sae.sampling import SampleOrder
-from saesuite.sae.train import CHECKPOINT, TrainConfig, geometric_median, lr_at, train_sae, train_saes
+from saesuite.sae.train import CHECKPOINT, geometric_median, train_sae, train_saes
+from saesuite.sae.variants import TopK
 
 SMALL = dict(lr_warmup_samples=256, l1_warmup_samples=512, b_dec_init_samples=512, dead_window_samples=2048,
              device="cpu", b_dec_init="mean")
@@ -142,24 +145,34 @@ def test_encoder_backward_matches_autograd():
 
 
 def test_sparse_topk_decode_equals_dense_decode():
-    sae = SAE(6, 20, "topk", 4)
+    sae = SAE(6, 20, TopK(4))
     with torch.no_grad():
         sae.W_dec.normal_()
         sae.W_enc.normal_()
+        sae.b_dec.normal_()
     x = torch.randn(9, 6)
     with torch.no_grad():
-        values, indices = sae.topk_code(sae.pre_acts(x))
-        torch.testing.assert_close(sae.decode_sparse(values, indices) + sae.b_dec, sae.decode(sae.encode(x)))
+        pre = sae.pre_acts(x)
+        x_hat, values, fired = sae.variant.training_code(pre, sae.W_dec, sae.b_dec)
+        dense = sae.encode(x)
+        torch.testing.assert_close(x_hat, sae.decode(dense))
+        assert values.shape == (9, 4) and torch.equal(fired, dense.amax(0) > 0)
 
 
 def test_auxk_loss_against_a_direct_computation():
-    sae = SAE(4, 10, "topk", 2)
+    cfg = TrainConfig(architecture="topk", k=2, auxk_k=2, auxk_coefficient=0.5, dead_window_samples=100)
+    sae = SAE(4, 10, TopK(2))
     with torch.no_grad():
         sae.W_dec.normal_()
     pre = torch.randn(3, 10)
     residual = torch.randn(3, 4)
     dead = torch.tensor([True, False] * 5)
-    got = auxk_loss(sae, pre, residual, dead, k_aux=2)
+    latents = DeadLatents(cfg, 10, torch.device("cpu"))
+    assert latents.terms(sae, pre, residual, torch.zeros(3, 4), torch.zeros(3, 4)) == []  # none dead yet
+    latents.since_fired[dead] = 100
+    (term,) = latents.terms(sae, pre, residual, torch.zeros(3, 4), torch.zeros(3, 4))  # x - x_hat = residual
+    got = term.loss / 0.5
+    assert term.metrics() == {"auxk": pytest.approx(term.loss.item())}
     expected = []
     for b in range(3):
         dead_idx = [i for i in range(10) if dead[i]]
@@ -201,7 +214,8 @@ def test_topk_trains_dead_latents_with_auxk(tmp_path, planted_cache):
 
 KILL_SCRIPT = """
 import sys
-from saesuite.sae.train import TrainConfig, train_sae
+from saesuite.sae.config import TrainConfig
+from saesuite.sae.train import train_sae
 cfg = TrainConfig(expansion=8, batch_size=128, samples=128 * 1500, checkpoint_every_steps=25, lr=1e-3,
                   lr_warmup_samples=256, l1_warmup_samples=512, b_dec_init_samples=512, dead_window_samples=2048,
                   resample_every_samples=128 * 300, device="cpu")
@@ -233,7 +247,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    import saesuite.sae.train as train_module
+    import saesuite.sae.trainer as train_module
 
     x = np.random.default_rng(1).normal(size=(128, 8)).astype(np.float32)
     cache = write_cache(tmp_path / "c", x)
@@ -283,7 +297,7 @@ def test_cfg_json_opens_in_saelens(tmp_path):
 
 
 def test_rows_of_unreadable_images_are_never_trained_on(tmp_path, monkeypatch):
-    from saesuite.cache.cache import ActivationCache
+    from saesuite.cache.reader import ActivationCache
 
     x = np.random.default_rng(1).normal(size=(200, 8)).astype(np.float32)
     bad = [3, 77, 150]

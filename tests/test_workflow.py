@@ -184,7 +184,8 @@ def test_a_missing_dataset_fails_the_job_with_where_it_looked(tmp_path):
 
 
 def test_provenance_records_the_run_and_every_output(smoke_run):
-    from saesuite.report.provenance import config_hash, sha256_file
+    from saesuite.files import sha256_file
+    from saesuite.report.provenance import config_hash
 
     run = smoke_run
     record = json.loads((run / "provenance.json").read_text())
@@ -269,7 +270,7 @@ def test_the_paper_pdf_quotes_the_json_values_and_names_their_rules(smoke_run):
     bibliography and no "??"; its numbers equal the JSON values; the smoke notice on page 1; links back."""
     import os
 
-    from saesuite.report.paper import chance_verdict
+    from saesuite.report.paper_claims import chance_verdict
 
     if not has_tex():
         if os.environ.get("CI"):

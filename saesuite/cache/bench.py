@@ -3,7 +3,7 @@
 * **naive**: a single-process ``DataLoader`` with the model's full float
   preprocessing, fp32, and the full ``model.encode_image`` forward with a forward
   hook on the hooked module (what one writes first).
-* **cache**: :func:`saesuite.cache.cache.cache_shard` itself, end to end (workers, uint8
+* **cache**: :func:`saesuite.cache.writer.cache_shard` itself, end to end (workers, uint8
   batches normalised on the device, the forward stopped at the hook, bf16
   autocast and channels-last on CUDA, the memory-mapped shard write and its sha256).
 
@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from saesuite.models.backbones import Backbone, load_backbone
-from saesuite.cache.cache import cache_shard
+from saesuite.cache.writer import cache_shard
 from saesuite.data.datasets import DatasetSpec, load_dataset
 from saesuite.data.fixture import make_cifar10_fixture
 from saesuite.cache.loader import shard_loader

@@ -10,14 +10,13 @@ direction, a decoder row at cosine near 1.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from saesuite.cache.cache import write_array_cache as cache_write_array_cache
-from saesuite.cache.cache import write_json_atomic
+from saesuite.cache.format import write_array_cache as cache_write_array_cache
+from saesuite.files import save_npy_atomic
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ def planted_activations(spec: PlantedSpec, n: int, stream: int = 0) -> tuple[np.
 def write_array_cache(path: str | Path, x: np.ndarray, *, labels: np.ndarray | None = None, n_shards: int = 1,
                       model: str = "planted", hook: str = "planted", dataset: str = "planted",
                       split: str = "train", extra: dict | None = None, bad_rows: list[dict] = ()) -> Path:
-    """Write ``x [n, d]`` as an activation cache (:func:`saesuite.cache.cache.write_array_cache`) named
+    """Write ``x [n, d]`` as an activation cache (:func:`saesuite.cache.format.write_array_cache`) named
     as planted data; ``extra``: more manifest fields."""
     meta = {"model": model, "pretrained": None, "hook": hook, "dataset": dataset, "split": split, "classes": [],
             **(extra or {})}
@@ -76,7 +75,7 @@ def write_planted_cache(spec: PlantedSpec, out_dir: str | Path, n: int, split: s
     labels = codes.argmax(axis=1)  # the strongest true feature: a label for label-based metrics
     out = write_array_cache(out_dir, x, labels=labels, n_shards=n_shards, split=split,
                             extra={"planted": asdict(spec)})
-    np.save(Path(out_dir) / "dictionary.npy", planted_dictionary(spec))
+    save_npy_atomic(Path(out_dir) / "dictionary.npy", planted_dictionary(spec))
     return out
 
 
@@ -92,19 +91,3 @@ def recovery(true: np.ndarray, W_dec: np.ndarray, threshold: float = 0.9) -> dic
     return {"mean_best_cosine": float(best.mean()), f"fraction_above_{threshold}": float((best > threshold).mean()),
             "threshold": threshold, "n_true": int(len(t)), "d_sae": int(len(w)), "best_cosine": best.tolist()}
 
-
-def write_recovery_report(dictionary: str | Path, sae_dirs: dict[str, str | Path], out: str | Path) -> dict:
-    """Recovery of each named SAE against the planted dictionary, written as one JSON."""
-    from safetensors.numpy import load_file
-
-    true = np.load(dictionary)
-    report = {}
-    for name, path in sae_dirs.items():
-        cfg = json.loads((Path(path) / "cfg.json").read_text())
-        w = load_file(str(Path(path) / "sae_weights.safetensors"))["W_dec"]
-        result = recovery(true, w)
-        del result["best_cosine"]
-        report[name] = {"architecture": cfg["training"]["architecture"], "k": cfg["k"],
-                        "l1_coefficient": cfg["training"]["l1_coefficient"], **result}
-    write_json_atomic(Path(out), report)
-    return report

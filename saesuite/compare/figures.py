@@ -17,7 +17,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from saesuite.compare.chance import p_text  # noqa: E402
-from saesuite.figures import DPI, FULL, _save  # noqa: E402
+from saesuite.figures import FULL, save  # noqa: E402
 
 SIMILARITIES = ("linear_cka", "debiased_cka", "rbf_cka", "mutual_knn")
 
@@ -47,7 +47,7 @@ def overlap_against_chance(compare_dir: str | Path, out: str | Path) -> None:
     ax.set_xlabel(f"best top-{k} image overlap of a feature with the other model's features")
     ax.set_ylabel("fraction of alive features")
     ax.legend(fontsize=6)
-    _save(fig, out)
+    save(fig, out)
 
 
 def similarity_bars(comparison_json: str | Path, out: str | Path) -> None:
@@ -96,7 +96,7 @@ def similarity_bars(comparison_json: str | Path, out: str | Path) -> None:
     ax.set_ylim(top=max(1.0, ax.get_ylim()[1]) + 0.15)
     ax.set_xlabel("")
     ax.set_title(f"{result['model_a']} vs {result['model_b']}, n = {result['n_images']} images")
-    _save(fig, out)
+    save(fig, out)
 
 
 def _block(fig, spec, images: list[np.ndarray | None], captions: list[str], shared: list[bool], title: str,
@@ -169,8 +169,7 @@ def image_grid(
                 head += f" (overlap {len(both)}/{k})"
             _block(fig, halves[0, half], pictures, captions, [r in both for r in tops], head)
     fig.suptitle(title, y=1 - 0.08 / fig.get_figheight(), va="top")
-    fig.savefig(out, dpi=DPI, metadata={"Software": None}, bbox_inches="tight", pad_inches=0.03)
-    plt.close(fig)
+    save(fig, out, crop=True)
 
 
 def pair_grids(compare_dir: str | Path, image: Callable[[int], np.ndarray], out_best: str | Path, out_unpaired: str | Path,
@@ -203,4 +202,4 @@ def planted_sweep(sweep_csv: str | Path, out: str | Path) -> None:
     ax.set_xlabel("fraction of features the two planted models share")
     ax.set_ylabel("score")
     ax.legend(fontsize=6)
-    _save(fig, out)
+    save(fig, out)

@@ -32,7 +32,8 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from saesuite.cache.cache import ActivationCache, write_json_atomic
+from saesuite.cache.reader import ActivationCache
+from saesuite.files import write_json_atomic
 from saesuite.outputs import output_lock
 from saesuite.compare.chance import half_sd, p_value_fields, subsampling_interval, summary
 from saesuite.errors import ConfigError
@@ -239,21 +240,20 @@ def compare_saes(
     sae_b: str | Path,
     out_dir: str | Path,
     *,
-    k: int = 9,
     chunk_rows: int = 4096,
     device: str = "cpu",
-    settings: CompareSettings | None = None,
+    settings: CompareSettings = CompareSettings(),
     seed_saes_a: list[str | Path] = (),
     seed_saes_b: list[str | Path] = (),
 ) -> dict:
     """Write ``comparison.json`` (schema-checked), ``pairs.csv``, ``null.csv``, ``halves.csv`` and ``topk_overlap.npz``.
 
-    ``settings`` gives every knob (its ``k`` wins over ``k``); ``seed_saes_*`` are further
+    ``settings`` gives every knob of the comparison; ``seed_saes_*`` are further
     SAEs of the same models trained with other seeds, for the spread across seeds. ``out_dir`` is
     created and locked first: an output path that cannot be written fails before any computing.
     """
     with output_lock(out_dir):
-        return _compare_locked(cache_a, sae_a, cache_b, sae_b, Path(out_dir), settings or CompareSettings(k=k),
+        return _compare_locked(cache_a, sae_a, cache_b, sae_b, Path(out_dir), settings,
                                chunk_rows, device, seed_saes_a, seed_saes_b)
 
 

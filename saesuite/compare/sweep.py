@@ -11,17 +11,16 @@ matched sparsity (TopK with one k for both models).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from saesuite.cache.cache import ActivationCache
+from saesuite.cache.reader import ActivationCache
 from saesuite.compare.cka import debiased_cka
 from saesuite.compare.saes import check_aligned, encode_sparse
 from saesuite.compare.overlap import sparse_topk, topk_overlap
-from saesuite.sae.model import CFG
+from saesuite.sae.model import read_cfg
 
 COLUMNS = ["name", "architecture", "l0_a", "l0_b", "l0_ratio", "topk_overlap", "topk_overlap_b_to_a",
            "debiased_cka_codes", "alive_a", "alive_b", "n_images"]
@@ -44,7 +43,7 @@ def compare_along_sweep(cache_a: str | Path, cache_b: str | Path, saes_a: dict[s
         best_ab, alive_a = topk_overlap(top_a, top_b, n, k)
         best_ba, alive_b = topk_overlap(top_b, top_a, n, k)
         l0_a, l0_b = codes_a.getnnz() / n, codes_b.getnnz() / n
-        architecture = json.loads((Path(dir_a) / CFG).read_text())["architecture"]
+        architecture = read_cfg(dir_a)[0]["architecture"]
         rows.append({
             "name": name, "architecture": architecture, "l0_a": l0_a, "l0_b": l0_b,
             "l0_ratio": l0_b / l0_a if l0_a else np.nan,

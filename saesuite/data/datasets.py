@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets import CIFAR10, ImageFolder
 
 from saesuite.errors import ConfigError
+from saesuite.schema import stage_options
 
 KINDS = ("imagenet", "cifar10")
 FIXTURE_FILE = "saesuite-fixture.json"
@@ -35,7 +36,8 @@ class DatasetSpec:
 
     @classmethod
     def from_config(cls, cfg: dict) -> "DatasetSpec":
-        return cls(cfg["kind"], str(cfg["root"]), bool(cfg.get("download", False)), bool(cfg.get("fixture", False)))
+        """The workflow config's ``dataset`` section (:func:`saesuite.schema.stage_options`)."""
+        return cls(**stage_options("dataset", cfg))
 
 
 def split_names(kind: str) -> tuple[str, ...]:

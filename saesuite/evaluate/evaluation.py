@@ -32,6 +32,9 @@ standard-basis alignment of its encoder and decoder vectors (largest ``|cos|``,
 :mod:`saesuite.evaluate.alignment`; ``alignment.chance`` gives the same statistics for random unit
 directions), its top-k rows, and for a hook in CLIP's joint space (attnpool) the class names
 whose text embeddings are nearest its decoder direction.
+Per latent, for the pages that show it (``latent_stats.npz``, :mod:`saesuite.evaluate.distributions`):
+its activation histogram, activation mass and firing count per class, and images sampled from bands
+of its activation range, collected in the same pass (no later stage encodes again).
 Downstream (:mod:`saesuite.evaluate.fidelity`, when a dataset is given): zero-shot accuracy clean /
 spliced / mean-ablated, the fraction recovered and chance accuracy ``1 / classes``.
 
@@ -48,7 +51,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Subset
 from tqdm.auto import tqdm
 
 from saesuite.evaluate.alignment import (
@@ -59,17 +61,19 @@ from saesuite.evaluate.alignment import (
     neuron_directions,
 )
 from saesuite.models.backbones import Backbone, load_backbone, not_an_open_clip_site
-from saesuite.cache.cache import ActivationCache, resolve_device, write_json_atomic
+from saesuite.cache.reader import ActivationCache
+from saesuite.device import resolve_device
 from saesuite.outputs import output_lock
 from saesuite.data.datasets import DatasetSpec, load_dataset
 from saesuite.errors import CacheError, ConfigError
+from saesuite.evaluate.distributions import CodeSpill, activation_distributions
+from saesuite.evaluate.results import write_results
 from saesuite.evaluate.stats import LatentStats, ReconstructionStats, TopActivatingImages, label_entropy
-from saesuite.evaluate.fidelity import class_text_embeddings, name_latents, zero_shot_fidelity
+from saesuite.evaluate.fidelity import class_text_embeddings, name_latents, split_fidelity
 from saesuite.sae.model import SAE, load_sae
 from saesuite.schema import validate
+from saesuite.evaluate.summary import summary_metrics
 from saesuite.evaluate.topk import StreamingTopK
-
-METRICS, LATENTS_NPZ, LATENTS_CSV, INPUTS_NPZ = "metrics.json", "latents.npz", "latents.csv", "inputs.npz"
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,10 @@ class EvalConfig:
     grid_latents: int = 6  # latents per top-k image grid figure
     chance_directions: int = 4096  # random unit directions of the alignment chance level
     chance_seed: int = 0  # seed of those directions
+    histogram_bins: int = 20  # activation histogram bins per latent, on (0, its largest activation]
+    bands: int = 5  # activation bands per latent (equal-width intervals of its range) that images are sampled from
+    band_samples: int = 3  # images sampled per band
+    band_seed: int = 0  # seed of the sampling keys
 
 
 def encode_chunks(sae: SAE, cache: ActivationCache, chunk_rows: int, device: str):
@@ -128,8 +136,10 @@ def _open_matching(sae_dir, cache_dir, device: str) -> tuple[SAE, dict, Activati
     return sae, sae_cfg, cache
 
 
-def stream_split(sae: SAE, cache: ActivationCache, labels: np.ndarray, n_classes: int, cfg: EvalConfig) -> dict:
-    """One pass over the cache: every accumulator of :mod:`saesuite.evaluate.stats`, the top-k and the heatmap batch.
+def stream_split(sae: SAE, cache: ActivationCache, labels: np.ndarray, n_classes: int, cfg: EvalConfig,
+                 spill: CodeSpill) -> dict:
+    """One pass over the cache: every accumulator of :mod:`saesuite.evaluate.stats`, the top-k and the heatmap
+    batch; the positive codes go to ``spill`` (:mod:`saesuite.evaluate.distributions` reads them back).
 
     Rows of bad images are left out of every statistic (their codes count as zero for the top-k).
     """
@@ -148,10 +158,12 @@ def stream_split(sae: SAE, cache: ActivationCache, labels: np.ndarray, n_classes
             if ok.all():
                 recon.update(rows, x, f, x_hat)
                 latent.update(f, y)
+                spill.append(rows, f)
             else:
                 keep = torch.from_numpy(ok).to(f.device)
                 recon.update(rows[ok], x[keep], f[keep], x_hat[keep])
                 latent.update(f[keep], y[torch.from_numpy(ok)])
+                spill.append(rows[ok], f[keep])
                 f = f * keep[:, None]  # bad rows never enter the top lists
             topk.update(start, f)
             top_images.update(start, f)
@@ -229,84 +241,6 @@ def add_text_names(table: pd.DataFrame, sae: SAE, backbone: Backbone, classes: l
     return {"prompt": cfg.prompt, "names_per_latent": int(indices.shape[1]), "mean_best_cosine": float(cosines[:, 0].mean())}
 
 
-def _quantiles(values: np.ndarray) -> dict:
-    q = np.quantile(values, [0.0, 0.1, 0.5, 0.9, 1.0])
-    return {"min": q[0], "p10": q[1], "median": q[2], "mean": float(values.mean()), "p90": q[3], "max": q[4]}
-
-
-def density_histogram(fire_count: np.ndarray, n: int) -> dict:
-    """Counts of ``log10(fire_count / n)`` over firing latents in 0.1-decade bins from ``floor(log10(1/n))`` to 0."""
-    low = float(np.floor(np.log10(1.0 / n)))
-    edges = np.round(np.linspace(low, 0.0, int(round(-low * 10)) + 1), 6)
-    alive = fire_count > 0
-    counts, _ = np.histogram(np.log10(fire_count[alive] / n), bins=edges)
-    return {"log10_edges": edges.tolist(), "counts": counts.tolist(), "never_fire": int((~alive).sum())}
-
-
-def entropy_summary(entropy: np.ndarray, n_classes: int, weighting: str) -> dict:
-    """Mean and median over firing latents (``entropy`` NaN for the others) of a label entropy ``[F]``."""
-    alive = entropy[~np.isnan(entropy)]
-    return {
-        "weighting": weighting,
-        "units": "nats",
-        "n_classes": n_classes,
-        "max_possible": float(np.log(n_classes)) if n_classes else 0.0,
-        "mean": float(alive.mean()) if len(alive) else None,
-        "median": float(np.median(alive)) if len(alive) else None,
-    }
-
-
-def summary_metrics(table: pd.DataFrame, recon: dict, cfg: EvalConfig, n_classes: int, alignment: dict) -> dict:
-    """The scalar and distribution metrics of ``metrics.json`` from the per-latent table.
-
-    ``alignment``: what :func:`add_geometry` returned (the neurons and the chance level).
-    """
-    density = table["lifetime_sparsity"].to_numpy()
-    mean_lifetime = float(density.mean())
-    if not np.isclose(mean_lifetime, recon["population_sparsity"], rtol=1e-9, atol=1e-12):
-        raise RuntimeError(f"mean lifetime sparsity {mean_lifetime} differs from population sparsity {recon['population_sparsity']}")
-    out = {
-        **recon,
-        "mean_lifetime_sparsity": mean_lifetime,
-        "dead_fraction": float(table["dead"].mean()),
-        "dense_fraction": float(table["dense"].mean()),
-        "fraction_firing_above_1pct": float((density > 0.01).mean()),
-        "fraction_firing_above_10pct": float((density > 0.1).mean()),
-        "mean_max_cosine_encoder": float(table["max_cos_other_encoder"].mean()),
-        "mean_max_cosine_decoder": float(table["max_cos_other_decoder"].mean()),
-        "average_activation": _quantiles(table["mean_activation"].to_numpy()),
-        "feature_density_histogram": density_histogram(table["fire_count"].to_numpy(), recon["n"]),
-        "label_entropy": entropy_summary(table["label_entropy"].to_numpy(), n_classes, "activation"),
-        "label_entropy_firing": entropy_summary(table["label_entropy_firing"].to_numpy(), n_classes, "firing count"),
-    }
-    t = cfg.alignment_threshold
-    align = {"threshold": t}
-    for part in ("encoder", "decoder"):
-        basis = table[f"{part}_basis_alignment"].to_numpy()
-        align[f"basis_{part}_mean"] = float(basis.mean())
-        align[f"basis_{part}_fraction_above"] = float((basis > t).mean())
-        if alignment["neurons"] is not None:
-            cos = table[f"{part}_neuron_alignment"].to_numpy()
-            align[f"neuron_{part}_mean"] = float(cos.mean())
-            align[f"neuron_{part}_fraction_above"] = float((cos > t).mean())
-    out["alignment"] = {**align, **alignment}
-    return out
-
-
-def _check_backbone_matches_cache(backbone: Backbone, dataset, cache: ActivationCache, rows: np.ndarray, device: str) -> None:
-    """The model and images of the fidelity test must be those the cache was made from (checked on ``rows``)."""
-    images = torch.stack([dataset[int(i)][0] for i in rows]).to(device)
-    got = backbone.activations(images).float().cpu().numpy()
-    want = cache.gather(rows)
-    scale = float(np.abs(want).max()) or 1.0
-    if not np.allclose(got, want, rtol=1e-2, atol=1e-2 * scale):
-        raise CacheError(
-            f"{cache.path}: the model {backbone.name} ({backbone.pretrained or 'random, seed ' + str(backbone.init_seed)}) "
-            "does not reproduce the cached activations of the first images; the dataset or the weights differ from "
-            "those the cache was built with. Rebuild the cache or point the evaluation at the right dataset."
-        )
-
-
 def evaluate_sae(
     sae_dir: str | Path,
     cache_dir: str | Path,
@@ -314,7 +248,8 @@ def evaluate_sae(
     cfg: EvalConfig = EvalConfig(),
     dataset: DatasetSpec | None = None,
 ) -> dict:
-    """Write ``metrics.json`` (schema-checked), ``latents.csv``, ``latents.npz`` and ``inputs.npz``.
+    """Write ``metrics.json`` (schema-checked), ``latents.csv``, ``latents.npz``, ``inputs.npz`` and
+    ``latent_stats.npz`` (:mod:`saesuite.evaluate.results`).
 
     The backbone the cache names (its weights tag, or its random-weight seed) is loaded
     for neuron alignment and text naming. With ``dataset`` (the images the cache was
@@ -330,83 +265,77 @@ def evaluate_sae(
 
 
 def _evaluate_locked(sae_dir, cache_dir, out_dir: Path, cfg: EvalConfig, dataset: DatasetSpec | None) -> dict:
-    """:func:`evaluate_sae` once its output folder is locked."""
+    """:func:`evaluate_sae` once its output folder is locked: stream the split, describe the latents, score, write."""
     device = str(resolve_device(cfg.device))
     sae, sae_cfg, cache = _open_matching(sae_dir, cache_dir, device)
     labels = cache.labels()
     classes = _class_names(cache, labels)
-    stats = stream_split(sae, cache, labels, len(classes), cfg)
-    recon = stats["recon"].result(cache.d, sae.d_sae)
+    with CodeSpill(out_dir) as spill:  # the positive codes, read back once the latents' largest values are known
+        stats = stream_split(sae, cache, labels, len(classes), cfg, spill)
+        distributions = activation_distributions(spill, stats["topk"].values[:, 0].numpy(), cfg.histogram_bins,
+                                                 cfg.bands, cfg.band_samples, cfg.band_seed)
     table = latent_table(stats, stats["recon"].n, cfg)
-    m = cache.manifest
-    no_backbone = not_an_open_clip_site(m["model"], m["hook"])
-    backbone = None
-    if no_backbone is None:
-        backbone = load_backbone(m["model"], m.get("pretrained"), m["hook"], device, init_seed=m.get("init_seed") or 0)
+    backbone, no_backbone = _open_backbone(cache.manifest, device)
     alignment, skip_neurons = add_geometry(table, sae, backbone, cfg)
-    skipped = {"neuron_alignment": no_backbone or skip_neurons, "text_naming": no_backbone, "fidelity": no_backbone}
+    skipped = _skipped(backbone, no_backbone or skip_neurons, no_backbone, dataset)
+    naming = add_text_names(table, sae, backbone, classes, cfg) if skipped["text_naming"] is None else None
+    fidelity = None
+    if skipped["fidelity"] is None:
+        images = load_dataset(dataset, cache.manifest["split"], transform=backbone.preprocess)
+        fidelity = split_fidelity(backbone, sae, cache, images, stats["valid"], stats["recon"].mean, classes,
+                                  n_images=cfg.fidelity_images, prompt=cfg.prompt, batch_size=cfg.batch_size, device=device)
+    recon = stats["recon"].result(cache.d, sae.d_sae)
+    metrics = {
+        **summary_metrics(table, recon, len(classes), alignment, cfg.alignment_threshold),
+        "text_naming": naming,
+        "fidelity": fidelity,
+        "skipped": skipped,
+        **_identity(sae, sae_cfg, cache.manifest, classes, stats["valid"], cfg),
+    }
+    metrics = _plain(metrics)
+    validate(metrics, "metrics")
+    write_results(out_dir, metrics, table, stats, labels, distributions)
+    return metrics
+
+
+def _open_backbone(manifest: dict, device: str) -> tuple[Backbone | None, str | None]:
+    """The backbone that made the cache, or None and why (a cache no open_clip model made)."""
+    no_backbone = not_an_open_clip_site(manifest["model"], manifest["hook"])
+    if no_backbone is not None:
+        return None, no_backbone
+    backbone = load_backbone(manifest["model"], manifest.get("pretrained"), manifest["hook"], device,
+                             init_seed=manifest.get("init_seed") or 0)
+    return backbone, None
+
+
+def _skipped(backbone: Backbone | None, no_neurons: str | None, no_backbone: str | None,
+             dataset: DatasetSpec | None) -> dict:
+    """``skipped``: why neuron alignment, text naming and the fidelity test were not run (None: they were)."""
+    skipped = {"neuron_alignment": no_neurons, "text_naming": no_backbone, "fidelity": no_backbone}
     if backbone is not None and backbone.hook.site != "attnpool":
         skipped["text_naming"] = f"hook {backbone.hook} is not in CLIP's joint image-text space (attnpool is)"
     if backbone is not None and dataset is None:
         skipped["fidelity"] = "no dataset given (the images the cache was made from)"
-    naming = add_text_names(table, sae, backbone, classes, cfg) if skipped["text_naming"] is None else None
-    fidelity = None
-    if skipped["fidelity"] is None:
-        images = load_dataset(dataset, m["split"], transform=backbone.preprocess)
-        _check_backbone_matches_cache(backbone, images, cache, np.flatnonzero(stats["valid"])[:4], device)
-        mean = torch.from_numpy(stats["recon"].mean).float()
-        rows = np.flatnonzero(stats["valid"])[: cfg.fidelity_images]
-        fidelity = zero_shot_fidelity(
-            backbone, sae, Subset(images, rows.tolist()), classes, mean,
-            prompt=cfg.prompt, batch_size=cfg.batch_size, device=device,
-        )
-    metrics = {
-        **summary_metrics(table, recon, cfg, len(classes), alignment),
-        "text_naming": naming,
-        "fidelity": fidelity,
-        "skipped": skipped,
+    return skipped
+
+
+def _identity(sae: SAE, sae_cfg: dict, manifest: dict, classes: list[str], valid: np.ndarray, cfg: EvalConfig) -> dict:
+    """What was evaluated on what, and the settings the numbers depend on (the tail of ``metrics.json``)."""
+    return {
         "d_in": sae.d_in,
         "d_sae": sae.d_sae,
         "architecture": sae.architecture,
         "model": sae_cfg["model"],
         "hook": sae_cfg["hook"],
-        "dataset": m["dataset"],
-        "split": m["split"],
+        "dataset": manifest["dataset"],
+        "split": manifest["split"],
         "classes": classes,
-        "n_excluded": int((~stats["valid"]).sum()),
+        "n_excluded": int((~valid).sum()),
         "top_k": cfg.top_k,
         "near_zero_threshold": cfg.near_zero_threshold,
         "dead_threshold": cfg.dead_threshold,
         "dense_threshold": cfg.dense_threshold,
     }
-    metrics = _plain(metrics)
-    validate(metrics, "metrics")
-    topk, top_images = stats["topk"], stats["top_images"]
-    table["topk_rows"] = [";".join(map(str, row)) for row in topk.indices.numpy()]
-    np.savez(
-        out_dir / LATENTS_NPZ,
-        lifetime_sparsity=table["lifetime_sparsity"].to_numpy(),
-        mean_activation=table["mean_activation"].to_numpy(),
-        fire_count=table["fire_count"].to_numpy(),
-        label_entropy=table["label_entropy"].to_numpy(),
-        label_entropy_firing=table["label_entropy_firing"].to_numpy(),
-        topk_indices=topk.indices.numpy(),
-        topk_values=topk.values.numpy(),
-    )
-    np.savez(
-        out_dir / INPUTS_NPZ,
-        labels=labels,
-        l0=stats["recon"].l0,
-        near_zero_fraction=stats["recon"].near_zero_fraction,
-        heatmap=stats["heatmap"],
-        top_rows=top_images.rows,
-        top_scores=top_images.scores,
-        top_latents=top_images.latents,
-        top_latent_values=top_images.values,
-    )
-    table.to_csv(out_dir / LATENTS_CSV, index=False, float_format="%.8g")
-    write_json_atomic(out_dir / METRICS, metrics)
-    return metrics
 
 
 def _plain(obj):

@@ -26,8 +26,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from saesuite.cache.reader import ActivationCache
 from saesuite.models.backbones import Backbone
-from saesuite.errors import ConfigError
+from saesuite.errors import CacheError, ConfigError
 from saesuite.sae.model import SAE
 
 VARIANTS = ("clean", "spliced", "ablated")
@@ -164,3 +165,30 @@ def recovered(clean: float, spliced: float, ablated: float) -> float | None:
     if clean == ablated:
         return None
     return (spliced - ablated) / (clean - ablated)
+
+
+def check_backbone_matches_cache(backbone: Backbone, dataset, cache: ActivationCache, rows: np.ndarray, device: str) -> None:
+    """The model and images of the fidelity test must be those the cache was made from (checked on ``rows``)."""
+    images = torch.stack([dataset[int(i)][0] for i in rows]).to(device)
+    got = backbone.activations(images).float().cpu().numpy()
+    want = cache.gather(rows)
+    scale = float(np.abs(want).max()) or 1.0
+    if not np.allclose(got, want, rtol=1e-2, atol=1e-2 * scale):
+        raise CacheError(
+            f"{cache.path}: the model {backbone.name} ({backbone.pretrained or 'random, seed ' + str(backbone.init_seed)}) "
+            "does not reproduce the cached activations of the first images; the dataset or the weights differ from "
+            "those the cache was built with. Rebuild the cache or point the evaluation at the right dataset."
+        )
+
+
+def split_fidelity(backbone: Backbone, sae: SAE, cache: ActivationCache, images: Dataset, valid: np.ndarray,
+                   mean: np.ndarray, classes: list[str], *, n_images: int | None, prompt: str, batch_size: int,
+                   device: str) -> dict:
+    """:func:`zero_shot_fidelity` on the first ``n_images`` valid images of the cache's split (all if None),
+    ablating to the split's ``mean`` activation, once the backbone is shown to reproduce the cache."""
+    check_backbone_matches_cache(backbone, images, cache, np.flatnonzero(valid)[:4], device)
+    rows = np.flatnonzero(valid)[:n_images]
+    return zero_shot_fidelity(
+        backbone, sae, Subset(images, rows.tolist()), classes, torch.from_numpy(mean).float(),
+        prompt=prompt, batch_size=batch_size, device=device,
+    )

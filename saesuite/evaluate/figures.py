@@ -7,7 +7,6 @@ dataset split itself (the original images, by row index).
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 
@@ -21,24 +20,14 @@ import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
 
-from saesuite.figures import DPI, FULL, HALF, save  # noqa: E402  (also sets the print style)
+from saesuite.evaluate.results import INPUTS_NPZ, LATENTS_CSV, METRICS, read_metrics  # noqa: E402
+from saesuite.figures import FULL, HALF, save  # noqa: E402  (also sets the print style)
 
 THUMB = 96  # pixels of an image thumbnail
 
 
-def _save(fig, out: str | Path) -> None:
-    save(fig, out, DPI)
-
-
-def _save_grid(fig, out: str | Path) -> None:
-    """Image grids: laid out by their own spacing, cropped to what is drawn."""
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=DPI, metadata={"Software": None}, bbox_inches="tight", pad_inches=0.03)
-    plt.close(fig)
-
-
 def read_latents(eval_dir: str | Path) -> pd.DataFrame:
-    return pd.read_csv(Path(eval_dir) / "latents.csv", keep_default_na=True)
+    return pd.read_csv(Path(eval_dir) / LATENTS_CSV, keep_default_na=True)
 
 
 def topk_rows(table: pd.DataFrame) -> np.ndarray:
@@ -87,7 +76,7 @@ def topk_grid(table: pd.DataFrame, latents: list[int], images: Dataset, classes:
             axes[r, c].imshow(_thumb(image))
             axes[r, c].text(THUMB / 2, THUMB + 4, classes[label][:16], fontsize=5.5, ha="center", va="top")
     fig.suptitle(title)
-    _save_grid(fig, out)
+    save(fig, out, crop=True)
 
 
 def top_images_figure(inputs_npz: str | Path, images: Dataset, classes: list[str], out: str | Path, title: str,
@@ -110,7 +99,7 @@ def top_images_figure(inputs_npz: str | Path, images: Dataset, classes: list[str
         fired = [f"latent {l}: {v:.2g}" for l, v in list(zip(latents[i], values[i]))[:latents_shown] if v > 0]
         ax.set_title("\n".join([f"{classes[label][:16]}, max {scores[i]:.3g}", *fired]), fontsize=5.5, pad=2)
     fig.suptitle(title)
-    _save_grid(fig, out)
+    save(fig, out, crop=True)
 
 
 def activation_heatmap(inputs_npz: str | Path, out: str | Path, title: str) -> None:
@@ -124,7 +113,7 @@ def activation_heatmap(inputs_npz: str | Path, out: str | Path, title: str) -> N
     ax.set_xlabel(f"input (first {heat.shape[1]} of the split)")
     ax.set_ylabel("latent")
     ax.set_title(f"{title}\n{silent} of {heat.shape[0]} latents silent on this batch")
-    _save(fig, out)
+    save(fig, out)
 
 
 def neuron_alignment_histogram(table: pd.DataFrame, metrics: dict, out: str | Path, title: str) -> None:
@@ -160,7 +149,7 @@ def neuron_alignment_histogram(table: pd.DataFrame, metrics: dict, out: str | Pa
     what = description.split(" (")[0] if description else (
         f"no neuron alignment: {metrics['skipped']['neuron_alignment']}")
     ax.set_title("\n".join([title, *textwrap.wrap(f"neurons: {what}", 52)]), fontsize=6.5)
-    _save(fig, out)
+    save(fig, out)
 
 
 def label_entropy_scatter(table: pd.DataFrame, out: str | Path, title: str) -> None:
@@ -174,7 +163,7 @@ def label_entropy_scatter(table: pd.DataFrame, out: str | Path, title: str) -> N
     ax.set_xlabel("log$_{10}$ density (fraction of inputs)")
     ax.set_ylabel("log$_{10}$ mean activation when firing")
     ax.set_title(f"{title}\n{len(alive)} firing latents ({len(table) - len(alive)} dead: not drawn)")
-    _save(fig, out)
+    save(fig, out)
 
 
 def sparsity_panel(table: pd.DataFrame, metrics: dict, out: str | Path, title: str) -> None:
@@ -202,7 +191,7 @@ def sparsity_panel(table: pd.DataFrame, metrics: dict, out: str | Path, title: s
     axes[2].set_title("all latents, dead included", fontsize=7)
     axes[2].legend(fontsize=6)
     fig.suptitle(title)
-    _save(fig, out)
+    save(fig, out)
 
 
 def fidelity_bars(metrics: dict, out: str | Path, title: str) -> None:
@@ -226,7 +215,7 @@ def fidelity_bars(metrics: dict, out: str | Path, title: str) -> None:
         rec = fid["fraction_recovered"]
         ax.set_title(f"{title}\nfraction recovered: {'n/a' if rec is None else f'{rec:.3f}'} ({fid['n_images']} images)")
     ax.set_ylabel("zero-shot top-1 accuracy")
-    _save(fig, out)
+    save(fig, out)
 
 
 FIGURES = ("activation_heatmap", "neuron_alignment", "label_entropy_scatter", "sparsity_panel", "zero_shot_fidelity")
@@ -236,9 +225,9 @@ GRIDS = ("topk_frequent", "topk_low_entropy", "topk_random", "top_images")
 def draw_all(eval_dir: str | Path, images: Dataset | None, outputs: dict[str, str | Path], title: str, grid_latents: int, seed: int) -> None:
     """Draw each figure named in ``outputs`` (``FIGURES``, and with ``images`` the ``GRIDS``)."""
     eval_dir = Path(eval_dir)
-    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    metrics = read_metrics(eval_dir / METRICS)
     table = read_latents(eval_dir)
-    inputs = eval_dir / "inputs.npz"
+    inputs = eval_dir / INPUTS_NPZ
     draw = {
         "activation_heatmap": lambda o: activation_heatmap(inputs, o, title),
         "neuron_alignment": lambda o: neuron_alignment_histogram(table, metrics, o, title),

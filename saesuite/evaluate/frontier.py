@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from saesuite.cache.cache import ActivationCache
+from saesuite.cache.reader import ActivationCache
 from saesuite.evaluate.stats import ReconstructionStats
 from saesuite.evaluate.evaluation import encode_chunks
-from saesuite.sae.model import load_sae
+from saesuite.sae.model import load_sae, read_cfg
 
 
 def frontier_point(sae_dir: str | Path, cache: ActivationCache, chunk_rows: int = 8192, device: str = "cpu") -> dict:
@@ -40,10 +39,8 @@ def frontier_table(sae_dirs: dict[str, str | Path], cache_dir: str | Path, chunk
     cache = ActivationCache.open(cache_dir)
     rows = []
     for name, path in sae_dirs.items():
-        cfg = json.loads((Path(path) / "cfg.json").read_text())
-        training = cfg["training"]
-        rows.append({"name": name, "model": cfg["model"], "architecture": training["architecture"],
-                     "k": training["k"],
-                     "l1_coefficient": None if training["architecture"] == "topk" else training["l1_coefficient"],
+        cfg, variant = read_cfg(path)
+        rows.append({"name": name, "model": cfg["model"], "architecture": variant.name, "k": cfg["k"],
+                     "l1_coefficient": cfg["training"]["l1_coefficient"] if variant.l1_penalty else None,
                      **frontier_point(path, cache, chunk_rows, device)})
     return pd.DataFrame(rows).astype({"k": "Int64"})  # an integer column with NA, written 32 and empty

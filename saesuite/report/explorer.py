@@ -1,8 +1,8 @@
 """A static feature-explorer site for the two SAEs of a comparison: ``results/{run}/explorer/``.
 
-Built from what the evaluation and comparison wrote, plus one pass of each SAE over its
-evaluation cache (activation histograms and label distributions per latent, which the
-evaluation keeps only as summaries). The site is plain files that open from disk
+Built only from what the evaluation (``metrics.json``, ``latents.csv``, ``latents.npz``, ``inputs.npz``,
+``latent_stats.npz``: :mod:`saesuite.evaluate.results`) and the comparison wrote, and the split's images
+for the thumbnails; no SAE or activation cache is opened. The site is plain files that open from disk
 (``file://``) or through ``python -m http.server``, with nothing fetched from the network:
 
 * ``index.html``, ``app.js``, ``style.css`` -- one page, one small vanilla script, hash routes
@@ -16,6 +16,8 @@ evaluation keeps only as summaries). The site is plain files that open from disk
 
 Data files are scripts that call ``EXPLORER.*(...)`` with a JSON argument rather than ``.json``
 files: browsers refuse ``fetch()`` of local files, but load ``<script src>`` from ``file://``.
+``latent_stats.npz`` also holds images sampled from bands of each latent's activation range
+(:mod:`saesuite.evaluate.distributions`), which the pages do not show yet.
 """
 
 from __future__ import annotations
@@ -30,14 +32,12 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import torch
 from PIL import Image
 
-from saesuite.cache.cache import ActivationCache, write_json_atomic
-from saesuite.evaluate.stats import LatentStats
-from saesuite.evaluate.evaluation import encode_chunks
 from saesuite.compare.overlap import overlap_counts
-from saesuite.sae.model import load_sae
+from saesuite.evaluate.distributions import LATENT_STATS_NPZ, read_latent_stats
+from saesuite.evaluate.results import INPUTS_NPZ, LATENTS_CSV, LATENTS_NPZ, METRICS, read_metrics
+from saesuite.files import write_json_atomic
 
 ASSETS = ("index.html", "app.js", "style.css")
 SITE_JSON = "site.json"  # build record: sizes, counts, settings (not read by the page)
@@ -48,22 +48,17 @@ class ExplorerConfig:
     thumbnail_px: int = 64  # longest side of a thumbnail (images are never enlarged)
     image_format: str = "webp"  # webp | jpeg | png
     quality: int = 80  # webp / jpeg quality
-    histogram_bins: int = 20  # activation histogram bins per latent, from 0 to its largest activation
     label_classes: int = 8  # classes listed in a latent's label distribution (the rest summed as "other")
     features_per_file: int = 256
     best_pairs: int = 200  # rows of each pairs page
-    chunk_rows: int = 4096
-    device: str = "cpu"
 
 
 @dataclass
 class ModelInputs:
-    """Where one model's evaluation lives: ``eval_dir`` (metrics.json, latents.csv, latents.npz), SAE and cache."""
+    """One model's name and its evaluation folder (:mod:`saesuite.evaluate.results`)."""
 
     name: str
     eval_dir: Path
-    sae_dir: Path
-    cache_dir: Path
 
 
 def _round(x: np.ndarray, digits: int = 4) -> list:
@@ -72,40 +67,6 @@ def _round(x: np.ndarray, digits: int = 4) -> list:
     for v in np.asarray(x, np.float64).ravel():
         out.append(float(f"{v:.{digits}g}") if np.isfinite(v) else None)
     return out
-
-
-def latent_histograms(codes_iter, n_latents: int, top_values: np.ndarray, bins: int) -> np.ndarray:
-    """``[F, bins]`` counts of each latent's positive activations in ``bins`` equal bins on ``(0, max_i]``.
-
-    ``codes_iter`` yields ``f [b, F]`` arrays; ``top_values [F]`` is each latent's largest activation
-    (values above it land in the last bin).
-    """
-    counts = np.zeros(n_latents * bins, np.int64)
-    top = np.where(top_values > 0, top_values, 1.0)
-    for f in codes_iter:
-        rows, cols = np.nonzero(f > 0)
-        b = np.minimum((f[rows, cols] / top[cols] * bins).astype(np.int64), bins - 1)
-        counts += np.bincount(cols * bins + b, minlength=n_latents * bins)
-    return counts.reshape(n_latents, bins)
-
-
-def stream_latents(model: ModelInputs, top_values: np.ndarray, n_classes: int, cfg: ExplorerConfig) -> dict:
-    """One pass of the SAE over its cache: activation histograms ``[F, bins]`` and class mass ``[C, F]``."""
-    sae, _ = load_sae(model.sae_dir, cfg.device)
-    cache = ActivationCache.open(model.cache_dir, checksums=False)
-    labels = torch.from_numpy(cache.labels())
-    valid = cache.valid_mask()
-    stats = LatentStats(sae.d_sae, n_classes, cfg.device)
-
-    def codes():
-        for start, _x, f, _xh in encode_chunks(sae, cache, cfg.chunk_rows, cfg.device):
-            keep = torch.from_numpy(valid[start : start + len(f)])
-            f = f[keep.to(f.device)]
-            stats.update(f, labels[start : start + len(keep)][keep])
-            yield f.float().cpu().numpy()
-
-    hist = latent_histograms(codes(), sae.d_sae, top_values, cfg.histogram_bins)
-    return {"histogram": hist, "class_activation": stats.numpy()["class_activation"]}
 
 
 def label_distribution(class_activation: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -177,6 +138,138 @@ def _column(table: pd.DataFrame, name: str, default=np.nan) -> np.ndarray:
     return table[name].to_numpy() if name in table else np.full(len(table), default)
 
 
+@dataclass
+class Comparison:
+    """What the site shows of the comparison: settings, best partners both ways, and the matched pairs."""
+
+    record: dict  # comparison.json
+    k: int
+    n_images: int
+    kept_rows: np.ndarray  # compare's row i is cache row kept_rows[i]
+    alive: tuple[np.ndarray, np.ndarray]  # [F] per side: a full top-k
+    partners: tuple[np.ndarray, np.ndarray]  # best partner by top-k overlap, and its overlap
+    partner_overlap: tuple[np.ndarray, np.ndarray]
+    match: tuple[np.ndarray, np.ndarray]  # the one-to-one overlap matching (pairs.csv), -1 if none
+    match_overlap: tuple[np.ndarray, np.ndarray]
+    threshold: float  # overlap above which a matched pair counts as paired
+
+
+def read_comparison(compare_dir: Path, names: list[str]) -> Comparison:
+    """The comparison of models ``names`` (in its order) from ``comparison.json``, ``topk_overlap.npz`` and ``pairs.csv``."""
+    record = json.loads((compare_dir / "comparison.json").read_text())
+    if (record["model_a"], record["model_b"]) != tuple(names):
+        raise ValueError(f"{compare_dir} compares {record['model_a']} with {record['model_b']}, not {names[0]} with {names[1]}")
+    overlap = np.load(compare_dir / "topk_overlap.npz")
+    k, n_compare = int(record["k"]), int(record["n_images"])
+    topk = (overlap["topk_a"], overlap["topk_b"])
+    alive = tuple((t >= 0).all(1) for t in topk)
+    pa, oa, pb, ob = best_partners(topk[0], topk[1], alive[0], alive[1], n_compare, k)
+    pairs = pd.read_csv(compare_dir / "pairs.csv")
+    matched = pairs[pairs["method"] == "overlap"]
+    match = (np.full(len(alive[0]), -1, np.int64), np.full(len(alive[1]), -1, np.int64))
+    match_overlap = (np.full(len(alive[0]), np.nan), np.full(len(alive[1]), np.nan))
+    fa, fb = matched["feature_a"].to_numpy(int), matched["feature_b"].to_numpy(int)
+    match[0][fa], match[1][fb] = fb, fa
+    match_overlap[0][fa] = match_overlap[1][fb] = matched["topk_overlap"].to_numpy(float)
+    return Comparison(record, k, n_compare, overlap["rows"], alive, (pa, pb), (oa, ob), match, match_overlap,
+                      float(record["settings"]["overlap_threshold"]))
+
+
+@dataclass
+class Evaluation:
+    """One model's evaluation files, as the site uses them."""
+
+    metrics: dict
+    table: pd.DataFrame  # latents.csv
+    top_rows: np.ndarray  # [F, k] top-k rows (-1: none)
+    top_values: np.ndarray  # [F, k]
+    stats: dict  # latent_stats.npz
+
+    @classmethod
+    def read(cls, eval_dir: Path) -> "Evaluation":
+        npz = np.load(eval_dir / LATENTS_NPZ)
+        return cls(read_metrics(eval_dir / METRICS), pd.read_csv(eval_dir / LATENTS_CSV), npz["topk_indices"],
+                   npz["topk_values"], read_latent_stats(eval_dir / LATENT_STATS_NPZ))
+
+
+def index_columns(ev: Evaluation, comp: Comparison, side: int) -> dict:
+    """``data/{model}/index.js``'s per-latent table, column-wise."""
+    table = ev.table
+    columns = {
+        "latent": table["latent"].astype(int).tolist(),
+        "density": _round(table["lifetime_sparsity"]),
+        "log10_density": _round(table["log10_density"]),
+        "mean_activation": _round(table["mean_activation"]),
+        "max_activation": _round(ev.top_values[:, 0]),
+        "label_entropy": _round(table["label_entropy"]),
+        "top_class": table["top_class"].astype(int).tolist(),
+        "top_class_share": _round(table["top_class_share"]),
+        "neuron_alignment": _round(_column(table, "encoder_neuron_alignment")),
+        "partner": comp.partners[side].tolist(),
+        "partner_overlap": _round(comp.partner_overlap[side]),
+        "match": comp.match[side].tolist(),
+        "match_overlap": _round(comp.match_overlap[side]),
+        "alive": (ev.top_rows[:, 0] >= 0).astype(int).tolist(),
+    }
+    if "text_names" in table:
+        columns["text_names"] = table["text_names"].fillna("").astype(str).tolist()
+    return columns
+
+
+def write_feature_files(ev: Evaluation, name: str, out_dir: Path, cfg: ExplorerConfig) -> int:
+    """``data/{name}/f{chunk:04d}.js``: each latent's top-k, activation histogram and label distribution; returns the bytes."""
+    label_idx, label_share = label_distribution(ev.stats["class_activation"], cfg.label_classes)
+    histogram, n_latents, total = ev.stats["histogram"], len(ev.table), 0
+    for start in range(0, n_latents, cfg.features_per_file):
+        chunk = []
+        for i in range(start, min(start + cfg.features_per_file, n_latents)):
+            valid, shown = ev.top_rows[i] >= 0, label_share[i] > 0
+            chunk.append({
+                "rows": ev.top_rows[i][valid].tolist(),
+                "acts": _round(ev.top_values[i][valid]),
+                "hist": histogram[i].tolist(),
+                "labels": label_idx[i][shown].tolist(),
+                "shares": _round(label_share[i][shown], 3),
+            })
+        total += _write_js(out_dir / "data" / name / f"f{start // cfg.features_per_file:04d}.js",
+                           "features", name, start, chunk)
+    return total
+
+
+def pair_page(ev: Evaluation, comp: Comparison, side: int, cfg: ExplorerConfig) -> dict:
+    """A pairs page: the best matched pairs from this side, and the densest alive features with no partner."""
+    alive, match, match_overlap = comp.alive[side], comp.match[side], comp.match_overlap[side]
+    density = ev.table["lifetime_sparsity"].to_numpy()
+    paired = alive & (np.nan_to_num(match_overlap) >= comp.threshold)
+    unpaired = np.flatnonzero(alive & ~paired)
+    unpaired = unpaired[np.argsort(-density[unpaired], kind="stable")][: cfg.best_pairs]
+    feats = np.flatnonzero(alive & (match >= 0))
+    feats = feats[np.lexsort((feats, -match_overlap[feats]))][: cfg.best_pairs]
+    return {"best": feats.tolist(), "unpaired": unpaired.tolist()}
+
+
+def site_model(ev: Evaluation, comp: Comparison, side: int, names: list[str]) -> dict:
+    """A model's entry in ``data/site.js``."""
+    metrics = ev.metrics
+    chance = (comp.record["topk_overlap"], comp.record["topk_overlap_b_to_a"])[side]
+    return {
+        "name": names[side], "other": names[1 - side], "hook": metrics["hook"], "architecture": metrics["architecture"],
+        "d_sae": int(metrics["d_sae"]), "alive": int(comp.alive[side].sum()), "text_names": "text_names" in ev.table,
+        "neurons": (metrics.get("alignment") or {}).get("neurons"),
+        "mean_best_overlap": chance["value"], "best_overlap_chance": chance["chance"],
+    }
+
+
+def copy_assets(out_dir: Path) -> int:
+    """The page, script and style sheet (``explorer_assets/``) into ``out_dir``; returns their bytes."""
+    assets = resources.files("saesuite") / "explorer_assets"
+    total = 0
+    for name in ASSETS:
+        (out_dir / name).write_bytes((assets / name).read_bytes())
+        total += (out_dir / name).stat().st_size
+    return total
+
+
 def build_explorer(
     models: tuple[ModelInputs, ModelInputs],
     compare_dir: str | Path,
@@ -188,132 +281,37 @@ def build_explorer(
 
     ``image_of(row)`` gives the PIL image of row ``row`` of the evaluation split.
     """
-    out_dir, compare_dir = Path(out_dir), Path(compare_dir)
+    out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     (out_dir / "data").mkdir(parents=True)
-    comparison = json.loads((compare_dir / "comparison.json").read_text())
-    overlap = np.load(compare_dir / "topk_overlap.npz")
-    k, n_compare = int(comparison["k"]), int(comparison["n_images"])
-    kept_rows = overlap["rows"]  # compare's row i is cache row kept_rows[i]
     names = [m.name for m in models]
-    if (comparison["model_a"], comparison["model_b"]) != tuple(names):
-        raise ValueError(f"{compare_dir} compares {comparison['model_a']} with {comparison['model_b']}, not {names[0]} with {names[1]}")
-    topk = (overlap["topk_a"], overlap["topk_b"])
-    alive = tuple((t >= 0).all(1) for t in topk)
-    pa, oa, pb, ob = best_partners(topk[0], topk[1], alive[0], alive[1], n_compare, k)
-    partners, partner_overlap = (pa, pb), (oa, ob)
-    pairs = pd.read_csv(compare_dir / "pairs.csv")
-    matched = pairs[pairs["method"] == "overlap"]
-    match = [np.full(len(alive[0]), -1, np.int64), np.full(len(alive[1]), -1, np.int64)]
-    match_overlap = [np.full(len(alive[0]), np.nan), np.full(len(alive[1]), np.nan)]
-    fa, fb = matched["feature_a"].to_numpy(int), matched["feature_b"].to_numpy(int)
-    match[0][fa], match[1][fb] = fb, fa
-    match_overlap[0][fa] = match_overlap[1][fb] = matched["topk_overlap"].to_numpy(float)
-    threshold = float(comparison["settings"]["overlap_threshold"])
-    chance_records = (comparison["topk_overlap"], comparison["topk_overlap_b_to_a"])
-
-    record = {"models": {}, "k": k, "thumbnail_px": cfg.thumbnail_px, "image_format": cfg.image_format}
-    site_models, all_rows, pair_pages = [], [], []
-    for side, model in enumerate(models):
-        other = names[1 - side]
-        metrics = json.loads((model.eval_dir / "metrics.json").read_text())
-        table = pd.read_csv(model.eval_dir / "latents.csv")
-        npz = np.load(model.eval_dir / "latents.npz")
-        top_rows, top_values = npz["topk_indices"], npz["topk_values"]
-        classes = metrics["classes"]
-        streamed = stream_latents(model, top_values[:, 0], len(classes), cfg)
-        label_idx, label_share = label_distribution(streamed["class_activation"], cfg.label_classes)
-        all_rows.append(top_rows.ravel())
-        n_latents = len(table)
-        is_alive = top_rows[:, 0] >= 0
-        text_names = table["text_names"].fillna("").astype(str).tolist() if "text_names" in table else None
-        neuron = _column(table, "encoder_neuron_alignment")
-        columns = {
-            "latent": table["latent"].astype(int).tolist(),
-            "density": _round(table["lifetime_sparsity"]),
-            "log10_density": _round(table["log10_density"]),
-            "mean_activation": _round(table["mean_activation"]),
-            "max_activation": _round(top_values[:, 0]),
-            "label_entropy": _round(table["label_entropy"]),
-            "top_class": table["top_class"].astype(int).tolist(),
-            "top_class_share": _round(table["top_class_share"]),
-            "neuron_alignment": _round(neuron),
-            "partner": partners[side].tolist(),
-            "partner_overlap": _round(partner_overlap[side]),
-            "match": match[side].tolist(),
-            "match_overlap": _round(match_overlap[side]),
-            "alive": is_alive.astype(int).tolist(),
+    comp = read_comparison(Path(compare_dir), names)
+    evals = [Evaluation.read(m.eval_dir) for m in models]
+    record = {"models": {}, "k": comp.k, "thumbnail_px": cfg.thumbnail_px, "image_format": cfg.image_format}
+    for side, (name, ev) in enumerate(zip(names, evals)):
+        index = {"columns": index_columns(ev, comp, side), "density_histogram": ev.metrics["feature_density_histogram"]}
+        record["models"][name] = {
+            "latents": len(ev.table), "alive": int((ev.top_rows[:, 0] >= 0).sum()),
+            "index_bytes": _write_js(out_dir / "data" / name / "index.js", "index", name, index),
+            "feature_bytes": write_feature_files(ev, name, out_dir, cfg),
         }
-        if text_names is not None:
-            columns["text_names"] = text_names
-        index_bytes = _write_js(out_dir / "data" / model.name / "index.js", "index", model.name,
-                                {"columns": columns, "density_histogram": metrics["feature_density_histogram"]})
-        feature_bytes = 0
-        for start in range(0, n_latents, cfg.features_per_file):
-            stop = min(start + cfg.features_per_file, n_latents)
-            chunk = []
-            for i in range(start, stop):
-                valid = top_rows[i] >= 0
-                chunk.append({
-                    "rows": top_rows[i][valid].tolist(),
-                    "acts": _round(top_values[i][valid]),
-                    "hist": streamed["histogram"][i].tolist(),
-                    "labels": label_idx[i][label_share[i] > 0].tolist(),
-                    "shares": _round(label_share[i][label_share[i] > 0], 3),
-                })
-            feature_bytes += _write_js(out_dir / "data" / model.name / f"f{start // cfg.features_per_file:04d}.js",
-                                       "features", model.name, start, chunk)
-        chance = chance_records[side]
-        site_models.append({
-            "name": model.name, "other": other, "hook": metrics["hook"], "architecture": metrics["architecture"],
-            "d_sae": int(metrics["d_sae"]), "alive": int(alive[side].sum()), "text_names": text_names is not None,
-            "neurons": (metrics.get("alignment") or {}).get("neurons"),
-            "mean_best_overlap": chance["value"], "best_overlap_chance": chance["chance"],
-        })
-        # pages: best matched pairs from this side, and the densest alive features with no partner
-        density = table["lifetime_sparsity"].to_numpy()
-        paired = alive[side] & (np.nan_to_num(match_overlap[side]) >= threshold)
-        unpaired = np.flatnonzero(alive[side] & ~paired)
-        unpaired = unpaired[np.argsort(-density[unpaired], kind="stable")][: cfg.best_pairs]
-        feats = np.flatnonzero(alive[side] & (match[side] >= 0))
-        feats = feats[np.lexsort((feats, -match_overlap[side][feats]))][: cfg.best_pairs]
-        pair_pages.append({"best": feats.tolist(), "unpaired": unpaired.tolist()})
-        record["models"][model.name] = {"latents": n_latents, "alive": int(is_alive.sum()), "index_bytes": index_bytes,
-                                        "feature_bytes": feature_bytes}
-
-    rows = np.concatenate(all_rows)
+    rows = np.concatenate([ev.top_rows.ravel() for ev in evals])
     thumb_bytes = make_thumbnails(rows, image_of, out_dir / "img", cfg)
-    n_thumbs = len(np.unique(rows[rows >= 0]))
     site = {
-        "models": site_models, "pages": pair_pages, "classes": classes, "k": k, "n_images": n_compare,
-        "dataset": comparison["dataset"], "split": comparison["split"], "ext": _ext(cfg),
-        "features_per_file": cfg.features_per_file, "histogram_bins": cfg.histogram_bins,
-        "overlap_threshold": threshold, "pair_chance": k / n_compare,
-        "labels": ActivationCache.open(models[0].cache_dir, checksums=False).labels().tolist(),
-        "compared_rows_are_cache_rows": bool(np.array_equal(kept_rows, np.arange(len(kept_rows)))),
+        "models": [site_model(ev, comp, side, names) for side, ev in enumerate(evals)],
+        "pages": [pair_page(ev, comp, side, cfg) for side, ev in enumerate(evals)],
+        "classes": evals[0].metrics["classes"], "k": comp.k, "n_images": comp.n_images,
+        "dataset": comp.record["dataset"], "split": comp.record["split"], "ext": _ext(cfg),
+        "features_per_file": cfg.features_per_file, "histogram_bins": int(evals[0].stats["histogram"].shape[1]),
+        "overlap_threshold": comp.threshold, "pair_chance": comp.k / comp.n_images,
+        "labels": np.load(models[0].eval_dir / INPUTS_NPZ)["labels"].tolist(),
+        "compared_rows_are_cache_rows": bool(np.array_equal(comp.kept_rows, np.arange(len(comp.kept_rows)))),
     }
     site_bytes = _write_js(out_dir / "data" / "site.js", "site", site)
-    assets = resources.files("saesuite") / "explorer_assets"
-    asset_bytes = 0
-    for name in ASSETS:
-        (out_dir / name).write_bytes((assets / name).read_bytes())
-        asset_bytes += (out_dir / name).stat().st_size
+    asset_bytes = copy_assets(out_dir)
     total = sum(p.stat().st_size for p in out_dir.rglob("*") if p.is_file())
-    record.update({"thumbnails": n_thumbs, "thumbnail_bytes": thumb_bytes, "site_bytes": site_bytes,
-                   "asset_bytes": asset_bytes, "total_bytes": total})
+    record.update({"thumbnails": len(np.unique(rows[rows >= 0])), "thumbnail_bytes": thumb_bytes,
+                   "site_bytes": site_bytes, "asset_bytes": asset_bytes, "total_bytes": total})
     write_json_atomic(out_dir / SITE_JSON, record)
     return record
-
-
-def project_size(record: dict, latents: int, images: int, thumbnail_bytes: float) -> dict:
-    """Projected site size for ``latents`` per SAE over an eval split of ``images`` images.
-
-    Data files scale with the number of latents (bytes per latent measured on ``record``);
-    thumbnails are at most one per image of the split (the union of 2 x latents x k top-k rows
-    cannot exceed it), at ``thumbnail_bytes`` each.
-    """
-    per_latent = sum((m["index_bytes"] + m["feature_bytes"]) / m["latents"] for m in record["models"].values())
-    data = per_latent * latents
-    thumbs = min(images, 2 * latents * record["k"]) * thumbnail_bytes
-    return {"data_bytes": data, "thumbnail_bytes_max": thumbs, "total_bytes_max": data + thumbs + record["asset_bytes"]}

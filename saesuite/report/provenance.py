@@ -27,6 +27,8 @@ from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
+from saesuite.files import sha256_file, write_json_atomic
+
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 SCRIPTS_DIR = PACKAGE_DIR.parent / "workflow" / "scripts"
 
@@ -101,14 +103,6 @@ def source_files(script: Path | str, package_dir: Path | str = PACKAGE_DIR) -> l
     return sorted(seen | data)
 
 
-def sha256_file(path: Path | str, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @lru_cache(maxsize=None)
 def code_hash(script: str, package_dir: str | None = None) -> str:
     """sha256 over the (package-relative path, content) of every file ``source_files`` lists for
@@ -146,7 +140,8 @@ def git_state(directory: Path | str) -> dict:
 
 
 def package_versions(names: list[str] | None = None) -> dict[str, str | None]:
-    """Installed versions of ``names`` (default: saesuite and everything it requires)."""
+    """Installed versions of ``names`` (default: saesuite, everything it requires, and Snakemake,
+    its ``workflow`` extra, which runs it)."""
     if names is None:
         names = ["saesuite"]
         try:
@@ -154,7 +149,7 @@ def package_versions(names: list[str] | None = None) -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             requires = []
         for req in requires:
-            if "extra ==" not in req:
+            if "extra ==" not in req or req.endswith('extra == "workflow"'):
                 names.append(req.split(";")[0].split("==")[0].split(">")[0].split("<")[0].split("[")[0].strip())
     versions = {}
     for name in names:
@@ -207,7 +202,7 @@ def build_provenance(config: dict, run_dir: Path | str, workflow_dir: Path | str
 
 
 def write_provenance(record: dict, path: Path | str) -> None:
-    Path(path).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    write_json_atomic(path, record)
 
 
 def lock_lines(report: dict) -> list[str]:

@@ -1,7 +1,8 @@
-"""Acting on dead latents: resampling (ReLU SAEs) and the AuxK loss (TopK SAEs).
+"""Dead latents: the trainer's :class:`DeadLatents` keeps their clocks and acts on them.
 
 A latent is dead once it has not fired for ``dead_window_samples`` training
-samples (the trainer keeps one clock per latent).
+samples (one clock per latent). What is done about them is ``dead_latent_method``
+(``auto``: the variant's default, resampling for ReLU and AuxK for TopK):
 
 * Resampling, after Anthropic's 2023 recipe: every ``resample_every_samples``
   (until ``resample_until_fraction`` of the run) each dead latent is re-initialised
@@ -16,6 +17,7 @@ samples (the trainer keeps one clock per latent).
   ``sparse_autoencoder`` normalises it), weighted by ``auxk_coefficient`` (1/32).
   It gives dead latents a gradient again.
 * Ghost grads (Fry 2024's recipe): see :func:`saesuite.sae.objectives.ghost_grads_loss`.
+* ``none``: nothing (the clocks still count them for the log).
 """
 
 from __future__ import annotations
@@ -24,51 +26,98 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from torch import Tensor
 
-from saesuite.sae import objectives
 from saesuite.sae.model import SAE
+from saesuite.sae.objectives import AuxK, GhostGrads, Term
+from saesuite.sae.variants import decode_sparse
 
 if TYPE_CHECKING:
-    from saesuite.sae.train import Trainer
+    from saesuite.cache.reader import ActivationCache
+    from saesuite.sae.config import TrainConfig
 
 
-def auxk_loss(sae: SAE, pre: torch.Tensor, residual: torch.Tensor, dead: torch.Tensor, k_aux: int) -> torch.Tensor:
-    """Error of reconstructing ``residual [B, d]`` from the top ``k_aux`` dead latents of ``pre [B, F]``,
-    over the residual's centred variance (:func:`saesuite.sae.objectives.auxk_loss`)."""
-    k_aux = min(k_aux, int(dead.sum()))
-    masked = pre.masked_fill(~dead, float("-inf"))
-    values, indices = masked.topk(k_aux, dim=-1, sorted=False)
-    return objectives.auxk_loss(sae.decode_sparse(torch.relu(values), indices).float(), residual)
+class DeadLatents:
+    """The dead-latent clocks of one SAE being trained, and its dead-latent method.
 
+    Resampling draws its inputs from ``cache`` (multiplied by ``scale``, the training inputs' scale).
+    """
 
-@torch.no_grad()
-def resample_dead(trainer: "Trainer", step: int, chunk_rows: int = 4096) -> int:
-    """Re-initialise the trainer's dead latents (see the module docstring); return how many."""
-    dead = trainer.dead_mask()
-    n_dead = int(dead.sum())
-    if n_dead == 0:
-        return 0
-    cfg, sae, cache = trainer.cfg, trainer.sae, trainer.cache
-    rng = np.random.default_rng([cfg.seed, step, 2])
-    valid = cache.valid_indices()
-    pool = np.sort(rng.choice(valid, size=min(cfg.resample_pool_samples, len(valid)), replace=False))
-    x = torch.from_numpy(cache.gather(pool)).to(trainer.device) * trainer.scale
-    losses = torch.cat([(c - sae(c)[0]).pow(2).sum(1) for c in x.split(chunk_rows)]).double().cpu().numpy()
-    weights = losses**2
-    p = weights / weights.sum() if weights.sum() > 0 else None
-    picked = rng.choice(len(x), size=n_dead, replace=n_dead > len(x), p=p)
-    directions = x[torch.from_numpy(picked).to(x.device)] - sae.b_dec
-    directions /= directions.norm(dim=1, keepdim=True).clamp_min(1e-8)
-    alive = ~dead
-    enc_norm = sae.W_enc[:, alive].norm(dim=0).mean() if bool(alive.any()) else torch.tensor(1.0)
-    idx = dead.nonzero().squeeze(1)
-    sae.W_dec[idx] = directions
-    sae.W_enc[:, idx] = directions.T * enc_norm * 0.2
-    sae.b_enc[idx] = 0.0
-    for param, where in ((sae.W_enc, (slice(None), idx)), (sae.W_dec, (idx,)), (sae.b_enc, (idx,))):
-        state = trainer.optimizer.state.get(param)
-        if state:
-            state["exp_avg"][where] = 0.0
-            state["exp_avg_sq"][where] = 0.0
-    trainer.since_fired[idx] = 0
-    return n_dead
+    def __init__(self, cfg: "TrainConfig", d_sae: int, device: torch.device,
+                 cache: "ActivationCache | None" = None, scale: float = 1.0):
+        self.cfg, self.method, self.device = cfg, cfg.dead_method, device
+        self.cache, self.scale = cache, scale
+        self.since_fired = torch.zeros(d_sae, dtype=torch.long, device=device)  # samples since each latent fired
+        self.resampled = 0
+
+    def state(self) -> dict:
+        return {"since_fired": self.since_fired, "resampled": self.resampled}
+
+    def load_state(self, state: dict) -> None:
+        self.since_fired, self.resampled = state["since_fired"].to(self.device), state["resampled"]
+
+    def mask(self) -> Tensor:
+        """``[F]`` bool: the latents silent for ``dead_window_samples``."""
+        return self.since_fired >= self.cfg.dead_window_samples
+
+    def terms(self, sae: SAE, pre: Tensor, x: Tensor, x_hat: Tensor, recon: Tensor) -> list[Term]:
+        """The dead-latent loss term (AuxK or ghost grads) of a batch, if the method has one and a latent is
+        dead: ``pre [B, F]`` the pre-activations, ``x``, ``x_hat [B, d]`` the batch and its reconstruction,
+        ``recon [B, d]`` the per-element reconstruction loss."""
+        dead = self.mask()
+        if self.method == "auxk" and bool(dead.any()):
+            k_aux = min(self.cfg.auxk_k or x.shape[1] // 2, int(dead.sum()))
+            values, indices = pre.masked_fill(~dead, float("-inf")).topk(k_aux, dim=-1, sorted=False)
+            estimate = decode_sparse(torch.relu(values), indices, sae.W_dec).float()
+            return [AuxK.of(estimate, x - x_hat.detach().float(), self.cfg.auxk_coefficient)]
+        if self.method == "ghost_grads" and bool(dead.any()):
+            return [GhostGrads.of(pre[:, dead].float(), sae.W_dec[dead], x - x_hat.float(), recon)]
+        return []
+
+    @torch.no_grad()
+    def after_step(self, step: int, n: int, fired: Tensor, sae: SAE, optimizer: torch.optim.Optimizer) -> None:
+        """Advance the clocks by the ``n`` samples of ``step`` (zero for the latents that ``fired``), then
+        resample if the method is resampling and one is due."""
+        self.since_fired.add_(n).masked_fill_(fired, 0)
+        if self.method == "resample" and self._resample_due(step):
+            self.resampled += self.resample(step, sae, optimizer)
+
+    def metrics(self) -> dict[str, int]:
+        """What the training log records: the dead latents now, and how many were resampled in all."""
+        return {"dead": int(self.mask().sum()), "resampled": self.resampled}
+
+    def _resample_due(self, step: int) -> bool:
+        every = max(1, self.cfg.resample_every_samples // self.cfg.batch_size)
+        return (step + 1) % every == 0 and step < self.cfg.resample_until_fraction * self.cfg.steps
+
+    @torch.no_grad()
+    def resample(self, step: int, sae: SAE, optimizer: torch.optim.Optimizer, chunk_rows: int = 4096) -> int:
+        """Re-initialise the dead latents of ``sae`` and their Adam moments (the module docstring); return how many."""
+        dead = self.mask()
+        n_dead = int(dead.sum())
+        if n_dead == 0:
+            return 0
+        cfg, cache = self.cfg, self.cache
+        rng = np.random.default_rng([cfg.seed, step, 2])
+        valid = cache.valid_indices()
+        pool = np.sort(rng.choice(valid, size=min(cfg.resample_pool_samples, len(valid)), replace=False))
+        x = torch.from_numpy(cache.gather(pool)).to(self.device) * self.scale
+        losses = torch.cat([(c - sae(c)[0]).pow(2).sum(1) for c in x.split(chunk_rows)]).double().cpu().numpy()
+        weights = losses**2
+        p = weights / weights.sum() if weights.sum() > 0 else None
+        picked = rng.choice(len(x), size=n_dead, replace=n_dead > len(x), p=p)
+        directions = x[torch.from_numpy(picked).to(x.device)] - sae.b_dec
+        directions /= directions.norm(dim=1, keepdim=True).clamp_min(1e-8)
+        alive = ~dead
+        enc_norm = sae.W_enc[:, alive].norm(dim=0).mean() if bool(alive.any()) else torch.tensor(1.0)
+        idx = dead.nonzero().squeeze(1)
+        sae.W_dec[idx] = directions
+        sae.W_enc[:, idx] = directions.T * enc_norm * 0.2
+        sae.b_enc[idx] = 0.0
+        for param, where in ((sae.W_enc, (slice(None), idx)), (sae.W_dec, (idx,)), (sae.b_enc, (idx,))):
+            state = optimizer.state.get(param)
+            if state:
+                state["exp_avg"][where] = 0.0
+                state["exp_avg_sq"][where] = 0.0
+        self.since_fired[idx] = 0
+        return n_dead

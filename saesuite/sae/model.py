@@ -1,11 +1,11 @@
 """The sparse autoencoder and its on-disk format.
 
-``encode(x) = act((x - b_dec) @ W_enc + b_enc)`` with act = ReLU (``relu``) or, for
-``topk``, ReLU of the k largest pre-activations and zeros elsewhere;
-``decode(f) = f @ W_dec + b_dec``. Shapes: ``W_enc [d, F]``, ``b_enc [F]``,
+``encode(x) = act((x - b_dec) @ W_enc + b_enc)`` with act the SAE's variant
+(:mod:`saesuite.sae.variants`: ReLU, or for TopK ReLU of the k largest pre-activations and
+zeros elsewhere); ``decode(f) = f @ W_dec + b_dec``. Shapes: ``W_enc [d, F]``, ``b_enc [F]``,
 ``W_dec [F, d]``, ``b_dec [d]`` (SAELens's names). A directory holds
 ``sae_weights.safetensors`` and ``cfg.json``; the saved weights act on the raw
-cached activations.
+cached activations. :func:`read_cfg` is the library's one reader of ``cfg.json``.
 """
 
 from __future__ import annotations
@@ -13,18 +13,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.numpy import load_file as load_numpy
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from saesuite.errors import ConfigError
+from saesuite.files import write_json_atomic
 from saesuite.outputs import atomic_path, default_file_mode
+from saesuite.sae.variants import ReLU, Variant, variant_of_cfg
 
 WEIGHTS = "sae_weights.safetensors"
 CFG = "cfg.json"
-ARCHITECTURES = ("relu", "topk")
 
 
 class _Encode(torch.autograd.Function):
@@ -58,13 +58,10 @@ class _Encode(torch.autograd.Function):
 class SAE(nn.Module):
     """An overcomplete linear autoencoder with a sparse code: ``[b, d] -> [b, F] -> [b, d]``."""
 
-    def __init__(self, d_in: int, d_sae: int, architecture: str = "relu", k: int | None = None):
+    def __init__(self, d_in: int, d_sae: int, variant: Variant = ReLU()):
         super().__init__()
-        if architecture not in ARCHITECTURES:
-            raise ConfigError(f"architecture {architecture!r} is not known; choose one of {', '.join(ARCHITECTURES)}")
-        if architecture == "topk" and not (k and 0 < k <= d_sae):
-            raise ConfigError(f"architecture topk needs 0 < k <= d_sae={d_sae}, got k={k}")
-        self.d_in, self.d_sae, self.architecture, self.k = d_in, d_sae, architecture, k
+        variant.check_width(d_sae)
+        self.d_in, self.d_sae, self.variant = d_in, d_sae, variant
         self.W_enc = nn.Parameter(torch.zeros(d_in, d_sae))
         self.b_enc = nn.Parameter(torch.zeros(d_sae))
         self.W_dec = nn.Parameter(torch.zeros(d_sae, d_in))
@@ -76,25 +73,14 @@ class SAE(nn.Module):
             return _Encode.apply(x, self.b_dec, self.W_enc, self.b_enc)
         return torch.addmm(self.b_enc, x - self.b_dec, self.W_enc)
 
-    def topk_code(self, pre: Tensor) -> tuple[Tensor, Tensor]:
-        """The TopK code in sparse form: ``(values [b, k], indices [b, k])``, values ReLU'd."""
-        values, indices = pre.topk(self.k, dim=-1, sorted=False)
-        return torch.relu(values), indices
-
-    def decode_sparse(self, values: Tensor, indices: Tensor, W_dec: Tensor | None = None) -> Tensor:
-        """``sum_j values[:, j] * W_dec[indices[:, j]]``: ``[b, k] -> [b, d]`` without the dense code (no ``b_dec``)."""
-        W_dec = self.W_dec if W_dec is None else W_dec
-        return torch.nn.functional.embedding_bag(indices, W_dec, per_sample_weights=values.to(W_dec.dtype), mode="sum")
-
-    def activation(self, pre: Tensor) -> Tensor:
-        if self.architecture == "relu":
-            return torch.relu(pre)
-        values, indices = self.topk_code(pre)
-        return torch.zeros_like(pre).scatter_(-1, indices, values)
+    @property
+    def architecture(self) -> str:
+        """The variant's name (``relu``, ``topk``)."""
+        return self.variant.name
 
     def encode(self, x: Tensor) -> Tensor:
         """``[b, d] -> [b, F]`` sparse code."""
-        return self.activation(self.pre_acts(x))
+        return self.variant.activation(self.pre_acts(x))
 
     def decode(self, f: Tensor) -> Tensor:
         """``[b, F] -> [b, d]`` reconstruction."""
@@ -138,31 +124,34 @@ def save_sae(sae: SAE, out_dir: str | Path, cfg: dict, scale: float = 1.0) -> No
     with atomic_path(out_dir / WEIGHTS) as tmp:
         save_file(tensors, str(tmp))
         tmp.chmod(default_file_mode())  # safetensors creates its file 0600; outputs get the usual mode
-    with atomic_path(out_dir / CFG) as tmp:
-        tmp.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    write_json_atomic(out_dir / CFG, cfg)
+
+
+def read_cfg(path: str | Path) -> tuple[dict, Variant]:
+    """An SAE's ``cfg.json`` (``path``: the SAE directory or the file itself) and the variant it
+    names, checked: it gives ``d_in``, ``d_sae`` and a known ``architecture`` (with TopK's ``k``, at
+    most ``d_sae``). ConfigError otherwise."""
+    path = Path(path)
+    file = path if path.name == CFG and path.is_file() else path / CFG
+    if not file.is_file():
+        raise ConfigError(f"{path} is not an SAE directory: it needs {WEIGHTS} and {CFG} (train one with 'saesuite train')")
+    cfg = json.loads(file.read_text())
+    missing = [key for key in ("d_in", "d_sae", "architecture") if key not in cfg]
+    if missing:
+        raise ConfigError(f"{file} lacks {', '.join(missing)}")
+    variant = variant_of_cfg(cfg)
+    variant.check_width(cfg["d_sae"])
+    return cfg, variant
 
 
 def load_sae(path: str | Path, device: str = "cpu") -> tuple[SAE, dict]:
-    """Load an SAE directory written by :func:`save_sae`."""
-    path = Path(path)
-    if not (path / WEIGHTS).is_file() or not (path / CFG).is_file():
+    """Load an SAE directory written by :func:`save_sae`; return it and its ``cfg.json``."""
+    if not (Path(path) / WEIGHTS).is_file():
         raise ConfigError(f"{path} is not an SAE directory: it needs {WEIGHTS} and {CFG} (train one with 'saesuite train')")
-    cfg = json.loads((path / CFG).read_text())
-    weights = load_numpy(str(path / WEIGHTS))
-    architecture = {"standard": "relu"}.get(cfg["architecture"], cfg["architecture"])  # SAELens calls ReLU "standard"
-    sae = SAE(cfg["d_in"], cfg["d_sae"], architecture, cfg.get("k"))
+    cfg, variant = read_cfg(path)
+    weights = load_numpy(str(Path(path) / WEIGHTS))
+    sae = SAE(cfg["d_in"], cfg["d_sae"], variant)
     with torch.no_grad():
         for name, value in weights.items():
             getattr(sae, name).copy_(torch.from_numpy(value))
     return sae.to(device), cfg
-
-
-def encode_numpy(weights: dict[str, np.ndarray], x: np.ndarray, architecture: str = "relu", k: int | None = None) -> np.ndarray:
-    """Reference encoder in numpy alone: ``x [b, d] -> f [b, F]`` (the formula of DESIGN.md)."""
-    pre = (x - weights["b_dec"]) @ weights["W_enc"] + weights["b_enc"]
-    if architecture == "relu":
-        return np.maximum(pre, 0)
-    f = np.zeros_like(pre)
-    top = np.argpartition(-pre, k - 1, axis=1)[:, :k]
-    np.put_along_axis(f, top, np.maximum(np.take_along_axis(pre, top, axis=1), 0), axis=1)
-    return f

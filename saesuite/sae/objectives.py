@@ -1,6 +1,10 @@
-"""The terms of an SAE's training loss, each a pure function of tensors.
+"""The terms of an SAE's training loss: pure functions of tensors, and the terms as objects.
 
-A recipe (:mod:`saesuite.sae.recipes`) picks them by name; the trainer sums what it picked.
+A term object (:class:`Reconstruction`, :class:`L1`, :class:`AuxK`, :class:`GhostGrads`) holds its
+``loss`` (a scalar tensor) and says what it logs with ``metrics()``; the trainer sums the terms'
+losses and logs what they report. A recipe (:mod:`saesuite.sae.recipes`) picks the
+reconstruction by name and the dead-latent term by method; the SAE's variant says whether there
+is an L1 term.
 
 * Reconstruction, per element ``[B, d]`` (the trainer takes the mean):
 
@@ -24,6 +28,9 @@ A recipe (:mod:`saesuite.sae.recipes`) picks them by name; the trainer sums what
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -64,3 +71,74 @@ def ghost_grads_loss(pre_dead: Tensor, W_dec_dead: Tensor, residual: Tensor, rec
     ghost_recon = (ghost - residual).pow(2) / residual.pow(2).sum(-1, keepdim=True).sqrt()
     weight = (recon / (ghost_recon + 1e-6)).detach()
     return (weight * ghost_recon).mean()
+
+
+class Term(Protocol):
+    """One term of the training loss."""
+
+    loss: Tensor  # scalar, with its gradient
+
+    def metrics(self) -> dict[str, float]:
+        """What the training log records of this term (train_log.jsonl's keys)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """The mean of a per-element reconstruction error (:data:`RECONSTRUCTIONS`), logged as ``mse``."""
+
+    per_element: Tensor  # [B, d]
+    loss: Tensor
+
+    @classmethod
+    def of(cls, kind: str, x_hat: Tensor, x: Tensor) -> "Reconstruction":
+        per_element = RECONSTRUCTIONS[kind](x_hat, x)
+        return cls(per_element, per_element.mean())
+
+    def metrics(self) -> dict[str, float]:
+        return {"mse": self.loss.item()}
+
+
+@dataclass(frozen=True)
+class L1:
+    """``coefficient * sparsity``, ``sparsity`` the code's :func:`l1`.
+
+    It logs nothing of its own: the trainer logs the code's L1 norm and the scheduled coefficient
+    for every SAE, whether its loss has this term or not."""
+
+    loss: Tensor
+
+    @classmethod
+    def of(cls, sparsity: Tensor, coefficient: float) -> "L1":
+        return cls(coefficient * sparsity)
+
+    def metrics(self) -> dict[str, float]:
+        return {}
+
+
+@dataclass(frozen=True)
+class AuxK:
+    """``coefficient * auxk_loss``: the dead latents' reconstruction of the residual, logged as ``auxk``."""
+
+    loss: Tensor
+
+    @classmethod
+    def of(cls, estimate: Tensor, residual: Tensor, coefficient: float) -> "AuxK":
+        return cls(coefficient * auxk_loss(estimate, residual))
+
+    def metrics(self) -> dict[str, float]:
+        return {"auxk": self.loss.item()}
+
+
+@dataclass(frozen=True)
+class GhostGrads:
+    """:func:`ghost_grads_loss`, logged as ``ghost``."""
+
+    loss: Tensor
+
+    @classmethod
+    def of(cls, pre_dead: Tensor, W_dec_dead: Tensor, residual: Tensor, recon: Tensor) -> "GhostGrads":
+        return cls(ghost_grads_loss(pre_dead, W_dec_dead, residual, recon))
+
+    def metrics(self) -> dict[str, float]:
+        return {"ghost": self.loss.item()}

@@ -2,9 +2,10 @@
 from pathlib import Path
 
 from saesuite.models.backbones import load_backbone
-from saesuite.cache.cache import cache_shard
+from saesuite.cache.writer import cache_shard
 from saesuite.data.datasets import DatasetSpec, load_dataset
 from saesuite.runlog import log_to
+from saesuite.schema import stage_options
 
 with log_to(snakemake.log[0]):
     model, data, cache = snakemake.params.model, snakemake.params.dataset, snakemake.params.cache
@@ -13,8 +14,6 @@ with log_to(snakemake.log[0]):
     dataset.transform = backbone.preprocess
     cache_shard(
         backbone, dataset, Path(snakemake.output.shard).parent, int(snakemake.wildcards.index), snakemake.params.n_shards,
-        dataset_name=data["kind"], split=snakemake.wildcards.split, limit=data.get("limit"),
-        batch_size=cache["batch_size"], num_workers=cache["num_workers"], dtype=cache["dtype"], device=cache["device"],
-        precision=cache.get("precision", "auto"), max_bad_fraction=cache.get("max_bad_fraction", 0.001),
-        prefetch_factor=cache.get("prefetch_factor", 4),
+        dataset_name=data["kind"], split=snakemake.wildcards.split, limit=data["limit"],
+        **stage_options("cache", cache),
     )

@@ -4,11 +4,11 @@ from pathlib import Path
 from saesuite.compare.saes import compare_saes
 from saesuite.compare.features import CompareSettings
 from saesuite.runlog import log_to
+from saesuite.schema import stage_options
 
 with log_to(snakemake.log[0]):
     cfg, inp = snakemake.params.compare, snakemake.input
-    known = set(CompareSettings.__dataclass_fields__)
-    settings = CompareSettings(seed=snakemake.params.seed, **{k: v for k, v in cfg.items() if k in known and k != "seed"})
+    settings = CompareSettings(**stage_options("compare", cfg), seed=snakemake.params.seed)
     compare_saes(
         Path(inp.cache_a).parent, Path(inp.sae_a).parent, Path(inp.cache_b).parent, Path(inp.sae_b).parent,
         Path(snakemake.output.comparison).parent, device=cfg["device"], settings=settings,

@@ -4,12 +4,13 @@ from pathlib import Path
 from saesuite.data.datasets import DatasetSpec
 from saesuite.evaluate.evaluation import EvalConfig, evaluate_sae
 from saesuite.runlog import log_to
+from saesuite.schema import stage_options
 
 with log_to(snakemake.log[0]):
     evaluate_sae(
         Path(snakemake.input.sae).parent,
         Path(snakemake.input.cache).parent,
         Path(snakemake.output.metrics).parent,
-        EvalConfig(**snakemake.params.evaluate),
+        EvalConfig(**stage_options("evaluate", snakemake.params.evaluate)),
         DatasetSpec.from_config(snakemake.params.dataset),
     )

@@ -1,7 +1,8 @@
 """Rule gather_cache: check the shards and write manifest.json and labels.npy."""
 from pathlib import Path
 
-from saesuite.cache.cache import verify_cache, write_manifest
+from saesuite.cache.format import write_manifest
+from saesuite.cache.verify import verify_cache
 from saesuite.runlog import log_to
 
 with log_to(snakemake.log[0]):

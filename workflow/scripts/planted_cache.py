@@ -3,10 +3,10 @@ from pathlib import Path
 
 from saesuite.cache.planted import PlantedSpec, write_planted_cache
 from saesuite.runlog import log_to
+from saesuite.schema import stage_options
 
 with log_to(snakemake.log[0]):
-    options = dict(snakemake.params.planted)
-    n_train, n_eval, shards = options.pop("n_train"), options.pop("n_eval"), options.pop("shards", 2)
-    split = snakemake.wildcards.split
+    planted, split = snakemake.params.planted, snakemake.wildcards.split
+    n = planted["n_train"] if split == "train" else planted["n_eval"]
     out = Path(snakemake.output.manifest).parent
-    write_planted_cache(PlantedSpec(**options), out, n_train if split == "train" else n_eval, split, n_shards=shards)
+    write_planted_cache(PlantedSpec(**stage_options("planted", planted)), out, n, split, n_shards=planted["shards"])

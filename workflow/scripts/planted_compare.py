@@ -5,7 +5,7 @@ import pandas as pd
 import yaml
 
 from saesuite.compare import figures as compare_figures
-from saesuite.cache.cache import write_json_atomic
+from saesuite.files import write_json_atomic
 from saesuite.compare.planted_pairs import run_planted_config
 from saesuite.runlog import log_to
 

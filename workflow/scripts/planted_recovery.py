@@ -1,7 +1,7 @@
 """Rule planted_recovery: how well each SAE's decoder recovers the planted dictionary."""
 from pathlib import Path
 
-from saesuite.cache.planted import write_recovery_report
+from saesuite.sae.recovery import write_recovery_report
 from saesuite.runlog import log_to
 
 with log_to(snakemake.log[0]):

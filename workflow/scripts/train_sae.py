@@ -3,13 +3,12 @@ of the cache (train_seed_sae: one SAE with the main settings and another seed, n
 from pathlib import Path
 
 from saesuite.runlog import log_to
-from saesuite.sae.train import TrainConfig, train_saes
+from saesuite.sae.config import TrainConfig
+from saesuite.sae.train import train_saes
 
 with log_to(snakemake.log[0]):
     options = {**snakemake.params.train, "seed": int(snakemake.params.seed)}
     out = Path(snakemake.output.cfg).parent
-    runs = [(out, TrainConfig.from_dict(options))]
-    for entry in snakemake.params.sweep:
-        overrides = {k: v for k, v in entry.items() if k != "name"}
-        runs.append((out / "sweep" / entry["name"], TrainConfig.from_dict({**options, **overrides})))
+    main = TrainConfig.from_dict(options)
+    runs = [(out, main)] + [(out / "sweep" / name, cfg) for name, cfg in main.sweep(options, snakemake.params.sweep)]
     train_saes(Path(snakemake.input.cache).parent, runs)

@@ -1,0 +1,87 @@
+"""Reading an activation cache (the format of :mod:`saesuite.cache.format`) through memory maps.
+
+Every consumer of a cache (training, evaluation, comparison) opens it with
+:meth:`ActivationCache.open`, which verifies it first, and skips the rows of unreadable images
+(:meth:`ActivationCache.valid_indices`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from saesuite.cache.format import LABELS, bad_rows
+from saesuite.cache.verify import verify_cache
+
+
+@dataclass
+class ActivationCache:
+    """Read access to a cache directory through memory maps; checks the manifest on open."""
+
+    path: Path
+    manifest: dict
+    shards: list[np.ndarray]
+    offsets: np.ndarray  # [n_shards + 1] first row of each shard
+
+    @classmethod
+    def open(cls, path: str | Path, *, checksums: bool = True, finite: bool = True) -> "ActivationCache":
+        """Open a cache after :func:`~saesuite.cache.verify.verify_cache` (the check ``saesuite verify-cache`` runs)."""
+        path = Path(path)
+        manifest = verify_cache(path, checksums=checksums, finite=finite)
+        shards = [np.load(path / s["file"], mmap_mode="r") for s in manifest["shards"]]
+        offsets = np.concatenate([[0], np.cumsum([s["rows"] for s in manifest["shards"]])]).astype(np.int64)
+        return cls(path, manifest, shards, offsets)
+
+    @property
+    def n(self) -> int:
+        return int(self.manifest["n"])
+
+    @property
+    def d(self) -> int:
+        return int(self.manifest["d"])
+
+    def labels(self) -> np.ndarray:
+        return np.load(self.path / LABELS)
+
+    @property
+    def n_bad(self) -> int:
+        """Rows of images that could not be read (zeros in the shards)."""
+        return len(self.manifest.get("bad_rows", []))
+
+    def valid_mask(self) -> np.ndarray:
+        """bool ``[n]``: True for rows of images that were read, False for the zero rows of bad images."""
+        mask = np.ones(self.n, dtype=bool)
+        mask[bad_rows(self.manifest)] = False
+        return mask
+
+    def valid_indices(self) -> np.ndarray:
+        """int64 ``[n - n_bad]``: the usable rows, ascending. Sample training batches from these."""
+        return np.flatnonzero(self.valid_mask()).astype(np.int64)
+
+    def chunks(self, rows: int = 8192) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(start, x)`` with ``x`` a float32 ``[<=rows, d]`` block, in row order."""
+        for shard, offset in zip(self.shards, self.offsets[:-1]):
+            for s in range(0, len(shard), rows):
+                yield int(offset + s), np.array(shard[s : s + rows], dtype=np.float32)
+
+    def gather(self, indices: np.ndarray) -> np.ndarray:
+        """Rows ``indices`` ``[b]`` as float32 ``[b, d]``, in the order given."""
+        indices = np.asarray(indices, dtype=np.int64)
+        out = np.empty((len(indices), self.d), dtype=np.float32)
+        which = np.searchsorted(self.offsets, indices, side="right") - 1
+        for s in np.unique(which):
+            mask = which == s
+            local = indices[mask] - self.offsets[s]
+            order = np.argsort(local)
+            rows = self.shards[s][local[order]]  # sorted reads are friendlier to the page cache
+            block = np.empty_like(rows, dtype=np.float32)
+            block[order] = rows
+            out[mask] = block
+        return out
+
+    def read_all(self) -> np.ndarray:
+        """The whole cache as float32 ``[n, d]`` (small caches only)."""
+        return np.concatenate([np.asarray(s, dtype=np.float32) for s in self.shards]) if self.shards else np.empty((0, self.d), np.float32)
