@@ -79,6 +79,7 @@ else:
             expand(f"{RUN}/figures/lifetime_sparsity_{{model}}.png", model=MODELS),
             expand(f"{RUN}/figures/training_curve_{{model}}.png", model=MODELS),
             expand(f"{RUN}/figures/compare/{PAIR}/{{figure}}.png", figure=COMPARE_FIGURES),
+            f"{RUN}/figures/compare/{PAIR}/feature_map.png",
             f"{RUN}/compare/planted/planted_compare.json",
             f"{RUN}/paper/numbers.tex",
             f"{RUN}/figures/frontier.png",

@@ -1,5 +1,11 @@
 # Activation caching: each split is cut into shard jobs over row ranges (run in
-# parallel on several GPUs or as cluster jobs), then gathered into manifest.json.
+# parallel on several GPUs or as cluster jobs), then gathered into manifest.json. Each shard
+# job also writes the images' CLIP embeddings (embed-NNNNN.npy) from the same forward pass.
+
+
+def cache_embeds(model, split):
+    """The image-embedding files of a cache's shards (evaluation names latents from them)."""
+    return shard_paths(model, split, SHARDS[split], "embed")
 
 
 rule cache_shard:
@@ -7,6 +13,7 @@ rule cache_shard:
         dataset_input,
     output:
         shard=f"{RUN}/cache/{{model}}/{{split}}/{SHARD_FILES['npy']}",
+        embed=f"{RUN}/cache/{{model}}/{{split}}/{SHARD_FILES['embed']}",
         labels=temp(f"{RUN}/cache/{{model}}/{{split}}/{SHARD_FILES['labels']}"),
         record=temp(f"{RUN}/cache/{{model}}/{{split}}/{SHARD_FILES['record']}"),
     params:
@@ -32,6 +39,7 @@ rule cache_shard:
 rule gather_cache:
     input:
         shards=shard_files("npy"),
+        embeds=shard_files("embed"),
         labels=shard_files("labels"),
         records=shard_files("record"),
     output:

@@ -33,8 +33,11 @@ def _check_config(config):
         raise ValueError(
             "config: dataset.fixture is true but there is no fixture section (n_train, n_test, seed) to build it"
         )
-    if dataset.get("fixture") and dataset["kind"] != "cifar10":
-        raise ValueError("config: dataset.fixture is only for kind cifar10 (the CIFAR-10-format fixture)")
+    extra = {"classes", "width", "height"} & set(config.get("fixture") or {})
+    if dataset.get("fixture") and dataset["kind"] == "cifar10" and extra:
+        raise ValueError(
+            f"config: fixture.{', '.join(sorted(extra))} only size an imagenet fixture; cifar10's is fixed"
+        )
     if config.get("replication") and config["replication"]["model"] not in models:
         raise ValueError(
             f"config: replication.model is {config['replication']['model']!r}, which is not a key of models "
@@ -73,6 +76,8 @@ else:
     SHARDS = {TRAIN_SPLIT: config["cache"]["train_shards"], EVAL_SPLIT: config["cache"]["eval_shards"]}
     DATA_ROOT = config["dataset"]["root"]
     FIXTURE = f"{DATA_ROOT}/cifar-10-batches-py/saesuite-fixture.json"
+    # the generated ImageFolder in ImageNet's layout (config/rehearsal.yaml): its marker, written last
+    IMAGENET_FIXTURE = f"{DATA_ROOT}/saesuite-fixture.json"
     # every file of the CIFAR-10 layout the fixture writes beside its marker
     FIXTURE_FILES = [
         f"{DATA_ROOT}/cifar-10-batches-py/{name}"
@@ -134,7 +139,9 @@ def gpus(device):
 def dataset_input(wildcards):
     """The fixture's files when the config builds one (a workflow output); real data is external.
     Every file a rule reads is declared, so a rule's generated unit test (.tests/unit) has them."""
-    return [FIXTURE, *FIXTURE_FILES] if config.get("fixture") else []
+    if not config.get("fixture"):
+        return []
+    return [IMAGENET_FIXTURE] if config["dataset"]["kind"] == "imagenet" else [FIXTURE, *FIXTURE_FILES]
 
 
 def shard_paths(model, split, n, kind="npy"):

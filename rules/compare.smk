@@ -38,6 +38,9 @@ rule compare_saes:
         ),
         null=f"{COMPARE_DIR}/null.csv",
         halves=f"{COMPARE_DIR}/halves.csv",  # every score on both halves of each split: the intervals
+        # both models' features on one 2-D map (saesuite.compare.feature_map)
+        feature_map=f"{COMPARE_DIR}/feature_map.csv",
+        feature_map_record=f"{COMPARE_DIR}/feature_map.json",
     params:
         compare={**config["compare"], "k": config["top_k"]},
         seed=config["seed"],
@@ -87,6 +90,33 @@ rule compare_figures:
         runtime=20,
     script:
         "../workflow/scripts/compare_figures.py"
+
+
+# Both models' features on one map (the map itself is written by compare_saes, beside its scores).
+rule figure_feature_map:
+    input:
+        table=f"{COMPARE_DIR}/feature_map.csv",
+        record=f"{COMPARE_DIR}/feature_map.json",
+    output:
+        report(
+            f"{RUN}/figures/compare/{PAIR}/feature_map.png",
+            caption="../report/compare/feature_map.rst",
+            category="Comparison",
+            subcategory=PAIR,
+            labels={"pair": PAIR, "figure": "feature map"},
+        ),
+    params:
+        code=code_hash(f"{SCRIPTS}/figure_feature_map.py"),
+    log:
+        f"{RUN}/logs/figure_feature_map/{PAIR}.log",
+    benchmark:
+        f"{RUN}/benchmarks/figure_feature_map/{PAIR}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow/scripts/figure_feature_map.py"
 
 
 rule planted_compare:

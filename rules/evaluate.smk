@@ -24,6 +24,7 @@ rule evaluate_sae:
         weights=f"{RUN}/sae/{{sae}}/sae_weights.safetensors",
         cache=lambda w: cache_manifest(sae_model(w.sae), EVAL_SPLIT),
         cache_data=lambda w: cache_data(sae_model(w.sae), EVAL_SPLIT),
+        cache_embeds=lambda w: cache_embeds(sae_model(w.sae), EVAL_SPLIT),
     output:
         metrics=report(
             f"{RUN}/eval/{{sae}}/metrics.json",
@@ -42,6 +43,8 @@ rule evaluate_sae:
         ),
         inputs=f"{RUN}/eval/{{sae}}/inputs.npz",
         latent_stats=f"{RUN}/eval/{{sae}}/latent_stats.npz",
+        # every latent named in words, with each method's description and score (saesuite.evaluate.naming)
+        names=f"{RUN}/eval/{{sae}}/names.json",
     params:
         evaluate={**config["evaluate"], "top_k": config["top_k"]},
         dataset=config["dataset"],

@@ -43,6 +43,7 @@ rule paper_numbers:
         comparison=f"{RUN}/compare/{PAIR}/comparison.json",
         metrics_replication=expand(f"{RUN}/eval/{{model}}/replication/metrics.json", model=REPLICATED),
         baseline="paper/baseline.yaml",
+        preliminary="paper/preliminary.yaml",
         # the cfg.json of each paper role: A and B the main SAEs, R the replication
         cfgs=[
             f"{RUN}/sae/{model}/{'replication/' if role == 'R' else ''}cfg.json" for role, model in PAPER_ROLES.items()
@@ -87,6 +88,7 @@ PAPER_FIGURES = {
     },
     **{name: ("compare_figures", f"{RUN}/figures/compare/{PAIR}/{name}.png") for name in COMPARE_FIGURES},
     "sweep": ("figure_compare_sweep", f"{RUN}/figures/compare/{PAIR}/sweep.png"),
+    "feature_map": ("figure_feature_map", f"{RUN}/figures/compare/{PAIR}/feature_map.png"),
     "planted_pairs": ("planted_compare", f"{RUN}/figures/compare/planted_shared_fraction.png"),
 }
 

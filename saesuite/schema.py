@@ -122,7 +122,7 @@ def _did_you_mean(word: str, choices) -> str:
 # its settings (compare.device, dataset.limit). Their defaults are the schema's.
 WORKFLOW_KEYS = {
     "dataset": ("train_split", "eval_split", "limit"),
-    "cache": ("train_shards", "eval_shards"),
+    "cache": ("train_shards", "eval_shards", "synthetic"),
     "train": ("sweep", "extra_seeds"),
     "replication": ("model",),
     "planted": ("n_train", "n_eval", "shards"),

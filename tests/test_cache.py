@@ -54,6 +54,33 @@ def test_gather_and_chunks_agree_with_reading_everything(caches):
     assert [s for s, _ in chunks][:4] == [0, 50, 100, 150]
 
 
+def test_embeddings_are_the_image_embedding_from_the_same_pass(caches, fixture_spec):
+    """embed-NNNNN.npy holds encode_image's output, across shards; for attnpool it is the hook itself."""
+    rows = np.array([0, 59, 60, 119])
+    for model, hook in (("tiny-ViT", "resid_cls:-2"), ("tiny-RN", "attnpool")):
+        cache = ActivationCache.open(caches[(model, "test")])
+        backbone = load_backbone(model, None, hook)
+        images = torch.stack([load_dataset(fixture_spec, "test", transform=backbone.preprocess)[i][0] for i in rows])
+        with torch.no_grad():
+            expected = backbone.model.encode_image(images).numpy()
+        assert cache.manifest["embed_dim"] == 32 if model == "tiny-ViT" else 64
+        assert [s["embed"]["file"] for s in cache.manifest["shards"]] == ["embed-00000.npy", "embed-00001.npy"]
+        np.testing.assert_allclose(cache.embeddings(rows), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(cache.embeddings(rows), cache.gather(rows))  # attnpool: the embedding
+
+
+def test_a_cache_without_embeddings_says_so(tmp_path):
+    from saesuite.cache.format import write_array_cache
+
+    x = np.ones((6, 3), np.float32)
+    plain = ActivationCache.open(write_array_cache(tmp_path / "plain", x, {"model": "m", "hook": "h"}, n_shards=2))
+    with pytest.raises(CacheError, match="no image embeddings"):
+        plain.embeddings(np.array([0]))
+    embed = np.arange(12, dtype=np.float32).reshape(6, 2)
+    given = write_array_cache(tmp_path / "given", x, {"model": "m", "hook": "h"}, n_shards=2, embed=embed)
+    np.testing.assert_array_equal(ActivationCache.open(given).embeddings(np.array([5, 0, 3])), embed[[5, 0, 3]])
+
+
 def test_shard_rows_tile_the_range():
     parts = [shard_rows(10, 3, i) for i in range(3)]
     assert parts == [(0, 3), (3, 6), (6, 10)]
@@ -90,6 +117,19 @@ def test_corrupted_shard_fails_its_checksum(cache_copy):
     verify_cache(cache_copy, checksums=False)
     with pytest.raises(CacheError, match="shard-00000.npy fails its sha256"):
         verify_cache(cache_copy)
+
+
+def test_corrupted_or_missing_embeddings_are_caught(cache_copy):
+    embed = cache_copy / "embed-00001.npy"
+    data = bytearray(embed.read_bytes())
+    data[-3] ^= 0xFF
+    embed.write_bytes(bytes(data))
+    verify_cache(cache_copy, checksums=False)
+    with pytest.raises(CacheError, match="embed-00001.npy fails its sha256"):
+        verify_cache(cache_copy)
+    embed.unlink()
+    with pytest.raises(CacheError, match="embed-00001.npy is missing"):
+        verify_cache(cache_copy, checksums=False)
 
 
 def test_nan_in_a_shard_is_caught(cache_copy):
@@ -159,7 +199,7 @@ def test_a_killed_run_redoes_only_unfinished_shards(fixture_spec, tmp_path, monk
         write_manifest(out, 3)
     calls = []
     original = backbone.capture
-    monkeypatch.setattr(backbone, "capture", lambda x, hooks: calls.append(len(x)) or original(x, hooks))
+    monkeypatch.setattr(backbone, "capture", lambda x, hooks, **kw: calls.append(len(x)) or original(x, hooks, **kw))
     assert cache_shard(backbone, dataset, out, 0, 3, **kw) == first  # complete: not recomputed
     assert calls == []
     cache_shard(backbone, dataset, out, 1, 3, **kw)
@@ -177,11 +217,11 @@ def test_a_job_killed_mid_shard_leaves_nothing_complete_and_the_rerun_matches(fi
     kw = dict(dataset_name="cifar10", split="test", batch_size=64, dtype="float32")
     original, calls = backbone.capture, []
 
-    def dies_on_second_batch(x, hooks):
+    def dies_on_second_batch(x, hooks, **kw):
         calls.append(len(x))
         if len(calls) == 2:
             raise KeyboardInterrupt  # the job is killed mid-shard
-        return original(x, hooks)
+        return original(x, hooks, **kw)
 
     monkeypatch.setattr(backbone, "capture", dies_on_second_batch)
     cache_shard(backbone, dataset, out, 0, 2, **kw)

@@ -42,7 +42,7 @@ SETTINGS = {
 # and top_k, and what the cache writer is told about the data (the dataset's kind and limit, the split)
 FROM_ELSEWHERE = {
     "dataset": set(),
-    "cache": {"dataset_name", "split", "limit", "also"},
+    "cache": {"dataset_name", "split", "limit", "also", "synthetic"},  # synthetic: built from the section's own key
     "train": {"seed"},
     "replication": {"seed"},
     "planted": set(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 from saesuite.report.latex import fmt
 from saesuite.report.paper_claims import (
@@ -217,3 +218,17 @@ def test_the_reproducibility_record_comes_from_provenance():
     assert r"\newcommand{\ReproCommit}{\nolinkurl{0123abc}}" in text
     assert "yes: uncommitted changes" in text and r"\nolinkurl{abc}" in text and "none (CPU only)" in text
     assert "numpy & \\nolinkurl{2.4.6}" in text and json.dumps(record)  # every package listed
+
+
+def test_the_plans_preliminary_figures_are_set_beside_a_real_cifar10_run_only():
+    import yaml
+
+    from saesuite.report.paper_claims import preliminary_claim
+
+    plan = yaml.safe_load((Path(__file__).parents[1] / "paper" / "preliminary.yaml").read_text())
+    metrics = {"A": {"model": "RN50", "population_sparsity": 0.0312}, "B": {"model": "ViT-L-14", "population_sparsity": 0.25}}
+    real = {"dataset": {"kind": "cifar10", "fixture": False, "download": True}}
+    text = preliminary_claim(real, metrics, plan)["Preliminary"]
+    assert "0.724" in text and "0.0312 for RN50" in text and "0.25 for ViT-L-14" in text
+    assert preliminary_claim({"dataset": {"kind": "cifar10", "fixture": True}}, metrics, plan) == {}
+    assert preliminary_claim({"dataset": {"kind": "imagenet"}}, metrics, plan) == {}

@@ -30,6 +30,7 @@ from saesuite.cli import build_parser
 from saesuite.errors import ConfigError
 from saesuite.sae import variants
 from saesuite.sae.config import TrainConfig
+from saesuite.sae.encoder import Encoding
 from saesuite.sae.model import load_sae
 from saesuite.sae.train import train_sae
 from saesuite.sae.variants import ARCHITECTURES, Code, Variant, variant_of
@@ -51,8 +52,8 @@ class JumpReLU(Variant):
     def activation(self, pre: Tensor) -> Tensor:
         return pre * (pre > self.threshold)
 
-    def training_code(self, pre: Tensor, W_dec: Tensor, b_dec: Tensor) -> Code:
-        f = self.activation(pre)
+    def training_code(self, enc: Encoding, W_dec: Tensor, b_dec: Tensor) -> Code:
+        f = self.activation(enc.dense())
         return Code(torch.addmm(b_dec, f, W_dec), f, f.amax(0) > 0)
 
     def encoder_scale(self, d: int, d_sae: int) -> float:

@@ -3,13 +3,20 @@
 Layout of a cache directory (docs/architecture.md, "Contracts")::
 
     manifest.json        n, d, dtype, precision, model, pretrained, init_seed, hook, dataset, split,
-                         classes, shards: [{file, rows, sha256}, ...], n_bad, bad_rows
+                         classes, embed_dim, shards: [{file, rows, sha256, embed: {file, sha256}}, ...],
+                         n_bad, bad_rows
     shard-00000.npy      [rows, d] float16 or float32, rows of images in index order
+    embed-00000.npy      [rows, embed_dim] of the same dtype: each image's final CLIP image embedding
     labels.npy           int64 [n]
 
 Row i of the concatenated shards is image i of the dataset. An image that could not be read is
 a row of zeros (so rows stay aligned with the dataset index, and two caches of the same images
 stay row-aligned), listed in ``bad_rows: [{row, path, error}]``; readers skip those rows.
+
+The image embeddings (the vision tower's output, what ``encode_image`` returns before
+normalising; for an ``attnpool`` hook the same values as the shard) come from the same forward
+pass as the hook; latents are named in words from them (:mod:`saesuite.evaluate.naming`). A cache
+without them (arrays from elsewhere, unless given) has no ``embed_dim`` and no shard ``embed``.
 ``manifest.json`` is written last: its presence means the cache is whole.
 
 While a cache is being written, each shard also has its labels (``labels-00000.npy``) and its
@@ -47,7 +54,8 @@ MANIFEST_KEYS = ("n", "d", "dtype", "model", "hook", "shards")
 INDEX_DIGITS = 5
 INDEX_REGEX = rf"\d{{{INDEX_DIGITS}}}"
 #: a shard's files by kind: its rows, its labels and its record (the last two while being written)
-SHARD_FILES = {"npy": "shard-{index}.npy", "labels": "labels-{index}.npy", "record": "shard-{index}.json"}
+SHARD_FILES = {"npy": "shard-{index}.npy", "embed": "embed-{index}.npy", "labels": "labels-{index}.npy",
+               "record": "shard-{index}.json"}
 
 
 def shard_file(kind: str, index: int) -> str:
@@ -67,6 +75,10 @@ def labels_name(index: int) -> str:
     return shard_file("labels", index)
 
 
+def embed_name(index: int) -> str:
+    return shard_file("embed", index)
+
+
 def cache_meta(
     backbone: Backbone, dataset: Dataset, dataset_name: str, split: str, dtype: str,
     hook: HookSpec | None = None, d: int | None = None,
@@ -83,6 +95,7 @@ def cache_meta(
         "dataset": dataset_name,
         "split": split,
         "classes": list(getattr(dataset, "classes", [])),
+        "embed_dim": backbone.embed_dim,
     }
 
 
@@ -119,7 +132,7 @@ def _gather_shards(out_dir: Path, n_shards: int) -> dict:
             raise CacheError(f"{out_dir}: shard {index} was made with different settings than shard 0; rebuild the cache")
         if record["start"] != sum(r["rows"] for r in records):
             raise CacheError(f"{out_dir}: shard {index} starts at row {record['start']}, not where shard {index - 1} ends")
-        records.append({"file": record["file"], "rows": record["rows"], "sha256": record["sha256"]})
+        records.append({key: record[key] for key in ("file", "rows", "sha256", "embed") if key in record})
         bad.extend(record.get("bad_rows", []))
         labels.append(np.load(out_dir / labels_name(index)))
     all_labels = np.concatenate(labels) if labels else np.empty(0, np.int64)
@@ -127,20 +140,27 @@ def _gather_shards(out_dir: Path, n_shards: int) -> dict:
 
 
 def write_array_cache(out_dir: str | Path, x: np.ndarray, meta: dict, *, labels: np.ndarray | None = None,
-                      n_shards: int = 1, bad_rows: list[dict] = ()) -> Path:
+                      n_shards: int = 1, bad_rows: list[dict] = (), embed: np.ndarray | None = None) -> Path:
     """Write activations ``x [n, d]`` that did not come from a backbone (the planted benchmark,
     tests) as a cache: ``n_shards`` shards, ``labels.npy`` (zeros without ``labels``), the
     manifest with ``meta`` (model, pretrained, hook, dataset, split, classes; d and dtype are
-    taken from ``x``). ``bad_rows``: ``[{row, path, error}]`` to mark as unreadable images."""
+    taken from ``x``). ``bad_rows``: ``[{row, path, error}]`` to mark as unreadable images;
+    ``embed [n, e]``: the images' CLIP embeddings, if there are any (stored in ``x``'s dtype)."""
     out_dir = Path(out_dir)
     with output_lock(out_dir):
         shards = []
-        for i, part in enumerate(np.array_split(x, n_shards)):
+        for i, part in enumerate(np.array_split(np.arange(len(x)), n_shards)):
             path = out_dir / shard_name(i)
-            save_npy_atomic(path, part)
+            save_npy_atomic(path, x[part])
             shards.append({"file": path.name, "rows": len(part), "sha256": sha256_file(path)})
+            if embed is not None:
+                save_npy_atomic(out_dir / embed_name(i), np.asarray(embed[part], x.dtype))
+                shards[-1]["embed"] = {"file": embed_name(i), "sha256": sha256_file(out_dir / embed_name(i))}
         labels = np.zeros(len(x), np.int64) if labels is None else np.asarray(labels, np.int64)
-        finish_cache(out_dir, {**meta, "d": int(x.shape[1]), "dtype": str(x.dtype)}, shards, labels, list(bad_rows))
+        meta = {**meta, "d": int(x.shape[1]), "dtype": str(x.dtype)}
+        if embed is not None:
+            meta["embed_dim"] = int(embed.shape[1])
+        finish_cache(out_dir, meta, shards, labels, list(bad_rows))
     return out_dir
 
 

@@ -10,10 +10,13 @@ direction, a decoder row at cosine near 1.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import zlib
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
+import scipy.sparse as sp
 
 from saesuite.cache.format import write_array_cache as cache_write_array_cache
 from saesuite.files import save_npy_atomic
@@ -77,6 +80,69 @@ def write_planted_cache(spec: PlantedSpec, out_dir: str | Path, n: int, split: s
                             extra={"planted": asdict(spec)})
     save_npy_atomic(Path(out_dir) / "dictionary.npy", planted_dictionary(spec))
     return out
+
+
+@dataclass(frozen=True)
+class SyntheticRows:
+    """Planted rows that fill a cache past its images, so a rehearsal (config/rehearsal.yaml) has the
+    paper's row counts from a few generated images: the cache's rows ``0..images`` are the backbone's,
+    ``images..rows`` are planted activations of the model's width, and the manifest's ``synthetic``
+    says which. Every model draws the same codes for a row (the same "image" has the same causes) from
+    its own dictionary, so two models' SAEs have features to share. Rows are drawn in blocks of
+    :data:`BLOCK` (a block's draw depends only on its index), so any shard makes the same rows."""
+
+    rows: int  # the cache's row count, its images first
+    spec: PlantedSpec  # d is set to the model's width by :meth:`for_width`
+    stream: int  # the split's sample set
+    dictionary_seed: int  # the model's own directions
+
+    BLOCK = 4096
+
+    @classmethod
+    def from_config(cls, section: dict | None, split: str, model: str) -> "SyntheticRows | None":
+        """The config's ``cache.synthetic`` (``rows: {split: n}`` and PlantedSpec options but ``d``) for one
+        split of one model's cache; None without a section or a row count for the split."""
+        if not section or split not in section["rows"]:
+            return None
+        options = {key: value for key, value in section.items() if key != "rows"}
+        return cls(int(section["rows"][split]), PlantedSpec(**options), zlib.crc32(split.encode()),
+                   zlib.crc32(model.encode()))
+
+    def for_width(self, d: int) -> "SyntheticRows":
+        return replace(self, spec=replace(self.spec, d=d))
+
+    def describe(self, images: int) -> dict:
+        """The manifest's ``synthetic`` record."""
+        return {"rows": [images, max(self.rows, images)], "source": "planted",
+                "what": "rows past the images are synthetic planted activations, not a model's",
+                "planted": asdict(self.spec), "stream": self.stream, "dictionary_seed": self.dictionary_seed}
+
+    def block(self, start: int, stop: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``start..stop``: ``(x [rows, d] float32, labels [rows])``, a row's label its strongest true
+        feature modulo ``n_classes`` (so label-based metrics have classes to count)."""
+        dictionary = planted_dictionary(replace(self.spec, seed=self.dictionary_seed))
+        xs, labels = [], []
+        for b in range(start // self.BLOCK, (stop - 1) // self.BLOCK + 1):
+            codes = planted_codes(self.spec, self.BLOCK, self.stream * 2**20 + b)
+            lo, hi = max(start - b * self.BLOCK, 0), min(stop - b * self.BLOCK, self.BLOCK)
+            x = sp.csr_matrix(codes[lo:hi]) @ dictionary
+            if self.spec.noise:
+                x += np.random.default_rng([self.spec.seed, 2, self.stream * 2**20 + b]).normal(
+                    scale=self.spec.noise, size=(self.BLOCK, self.spec.d))[lo:hi]
+            xs.append(x)
+            labels.append(codes[lo:hi].argmax(axis=1) % max(n_classes, 1))
+        return np.concatenate(xs).astype(np.float32), np.concatenate(labels)
+
+
+    def fill(self, rows: np.ndarray, labels: np.ndarray, start: int, images: int, n_classes: int,
+             progress: Callable[[int], object] = lambda n: None) -> None:
+        """Fill a shard's rows past the ``images`` (``rows [m, d]`` and ``labels [m]`` hold rows ``start..start + m``)
+        with planted rows, a block at a time (memory bounded by the block); ``progress(rows done)``."""
+        for first in range(max(start, images), start + len(rows), self.BLOCK):
+            last = min(first + self.BLOCK, start + len(rows))
+            x, labels[first - start : last - start] = self.block(first, last, n_classes)
+            rows[first - start : last - start] = x.astype(rows.dtype)
+            progress(last - first)
 
 
 def recovery(true: np.ndarray, W_dec: np.ndarray, threshold: float = 0.9) -> dict:

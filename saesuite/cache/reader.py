@@ -2,7 +2,8 @@
 
 Every consumer of a cache (training, evaluation, comparison) opens it with
 :meth:`ActivationCache.open`, which verifies it first, and skips the rows of unreadable images
-(:meth:`ActivationCache.valid_indices`).
+(:meth:`ActivationCache.valid_indices`). The images' CLIP embeddings, where the cache has them,
+are read with :meth:`ActivationCache.embeddings`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from saesuite.cache.format import LABELS, bad_rows
 from saesuite.cache.verify import verify_cache
+from saesuite.errors import CacheError
 
 
 @dataclass
@@ -25,6 +27,7 @@ class ActivationCache:
     manifest: dict
     shards: list[np.ndarray]
     offsets: np.ndarray  # [n_shards + 1] first row of each shard
+    embeds: list[np.ndarray] | None = None  # each shard's image embeddings [rows, embed_dim], if the cache has them
 
     @classmethod
     def open(cls, path: str | Path, *, checksums: bool = True, finite: bool = True) -> "ActivationCache":
@@ -33,7 +36,9 @@ class ActivationCache:
         manifest = verify_cache(path, checksums=checksums, finite=finite)
         shards = [np.load(path / s["file"], mmap_mode="r") for s in manifest["shards"]]
         offsets = np.concatenate([[0], np.cumsum([s["rows"] for s in manifest["shards"]])]).astype(np.int64)
-        return cls(path, manifest, shards, offsets)
+        embeds = ([np.load(path / s["embed"]["file"], mmap_mode="r") for s in manifest["shards"]]
+                  if "embed_dim" in manifest else None)
+        return cls(path, manifest, shards, offsets, embeds)
 
     @property
     def n(self) -> int:
@@ -69,14 +74,25 @@ class ActivationCache:
 
     def gather(self, indices: np.ndarray) -> np.ndarray:
         """Rows ``indices`` ``[b]`` as float32 ``[b, d]``, in the order given."""
+        return self._gather(self.shards, indices, self.d)
+
+    def embeddings(self, indices: np.ndarray) -> np.ndarray:
+        """The CLIP image embeddings of rows ``indices`` ``[b]`` as float32 ``[b, embed_dim]`` (not normalised;
+        zeros for bad images), in the order given. A :class:`CacheError` for a cache that has none."""
+        if self.embeds is None:
+            raise CacheError(f"{self.path}: this cache holds no image embeddings (its manifest has no embed_dim)")
+        return self._gather(self.embeds, indices, int(self.manifest["embed_dim"]))
+
+    def _gather(self, arrays: list[np.ndarray], indices: np.ndarray, width: int) -> np.ndarray:
+        """Rows ``indices`` of the per-shard ``arrays`` as float32 ``[b, width]``, in the order given."""
         indices = np.asarray(indices, dtype=np.int64)
-        out = np.empty((len(indices), self.d), dtype=np.float32)
+        out = np.empty((len(indices), width), dtype=np.float32)
         which = np.searchsorted(self.offsets, indices, side="right") - 1
         for s in np.unique(which):
             mask = which == s
             local = indices[mask] - self.offsets[s]
             order = np.argsort(local)
-            rows = self.shards[s][local[order]]  # sorted reads are friendlier to the page cache
+            rows = arrays[s][local[order]]  # sorted reads are friendlier to the page cache
             block = np.empty_like(rows, dtype=np.float32)
             block[order] = rows
             out[mask] = block

@@ -3,7 +3,8 @@
 :func:`verify_cache` runs for ``saesuite verify-cache DIR``, at the end of the workflow's
 gather step, and in :meth:`saesuite.cache.reader.ActivationCache.open`, which training and
 evaluation call. It checks every shard's rows, dtype and sha256 and, on request, that it holds
-no NaN or inf and that the rows of unreadable images are zeros.
+no NaN or inf and that the rows of unreadable images are zeros; the same for each shard's image
+embeddings (``embed-NNNNN.npy``) where the manifest has them (``embed_dim``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def verify_cache(path: str | Path, *, checksums: bool = True, finite: bool = Fal
     bad = bad_rows(manifest)
     total = 0
     for index, record in enumerate(manifest["shards"]):
-        _check_shard(path, manifest, index, first_row=total, bad=bad, checksums=checksums, finite=finite)
+        for part in _parts(path, manifest, index):
+            _check_shard(path, manifest, index, part, first_row=total, bad=bad, checksums=checksums, finite=finite)
         total += record["rows"]
     if total != manifest["n"]:
         raise CacheError(f"{path}: shards hold {total} rows, the manifest says n={manifest['n']}; rebuild the cache")
@@ -45,26 +47,38 @@ def verify_cache(path: str | Path, *, checksums: bool = True, finite: bool = Fal
     return manifest
 
 
-def _check_shard(path: Path, manifest: dict, index: int, *, first_row: int, bad: np.ndarray, checksums: bool,
-                 finite: bool) -> None:
-    """Shard ``index`` of the manifest: present, readable, of its shape and dtype, (``checksums``) its
-    sha256 and (``finite``) finite values and zero bad rows. ``first_row``: its first row in the cache."""
+def _parts(path: Path, manifest: dict, index: int) -> list[tuple[str, str, int]]:
+    """``(file, sha256, width)`` of shard ``index``'s arrays: its rows, then its embeddings if the cache has them."""
     record = manifest["shards"][index]
-    shard_path = path / record["file"]
-    where = f"{path}: shard {record['file']}"
+    parts = [(record["file"], record["sha256"], manifest["d"])]
+    if "embed_dim" in manifest:
+        if "embed" not in record:
+            raise CacheError(f"{path}: shard {record['file']} lists no image embeddings though the manifest has "
+                             "embed_dim; rebuild the cache")
+        parts.append((record["embed"]["file"], record["embed"]["sha256"], manifest["embed_dim"]))
+    return parts
+
+
+def _check_shard(path: Path, manifest: dict, index: int, part: tuple[str, str, int], *, first_row: int,
+                 bad: np.ndarray, checksums: bool, finite: bool) -> None:
+    """Array ``part`` (file, sha256, width; :func:`_parts`) of shard ``index``: present, readable, of its shape
+    and dtype, (``checksums``) its sha256 and (``finite``) finite values and zero bad rows. ``first_row``: the
+    shard's first row in the cache."""
+    record = manifest["shards"][index]
+    file, sha256, width = part
+    shard_path = path / file
+    where = f"{path}: shard {file}"
     if not shard_path.is_file():
         raise CacheError(f"{where} is missing; delete the cache directory and rebuild it")
     try:
         arr = np.load(shard_path, mmap_mode="r")
     except (ValueError, OSError, EOFError) as err:
         raise CacheError(f"{where} is unreadable or truncated ({err}); {_redo_advice(path, index)}") from err
-    if arr.shape != (record["rows"], manifest["d"]):
-        raise CacheError(
-            f"{where} has shape {arr.shape}, the manifest says ({record['rows']}, {manifest['d']}); rebuild it"
-        )
+    if arr.shape != (record["rows"], width):
+        raise CacheError(f"{where} has shape {arr.shape}, the manifest says ({record['rows']}, {width}); rebuild it")
     if str(arr.dtype) != manifest["dtype"]:
         raise CacheError(f"{where} has dtype {arr.dtype}, the manifest says {manifest['dtype']}; rebuild it")
-    if checksums and sha256_file(shard_path) != record["sha256"]:
+    if checksums and sha256_file(shard_path) != sha256:
         raise CacheError(f"{where} fails its sha256 check (corrupted or modified); {_redo_advice(path, index)}")
     if not finite:
         return

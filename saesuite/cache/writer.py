@@ -5,7 +5,8 @@ as separate jobs, side by side, then gathers them (:func:`saesuite.cache.format.
 :func:`cache_activations` does both in one process (``saesuite cache``).
 
 A shard is written under a temporary name (a memory map, so host memory stays bounded by the
-batch) and renamed once complete, then its labels and, last, its record are written, so a killed
+batch) and renamed once complete, beside it the images' CLIP embeddings from the same forward pass
+(``embed-NNNNN.npy``, the same way), then its labels and, last, its record are written, so a killed
 run redoes only the shards without a record and a half-written shard never looks complete.
 
 Concurrency. A shard being written is locked (``.shard-NNNNN.lock``, see
@@ -33,13 +34,14 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from saesuite.cache.format import (
-    DTYPES, LABELS, MANIFEST, cache_meta, labels_name, record_name, shard_name, write_manifest,
+    DTYPES, LABELS, MANIFEST, cache_meta, embed_name, labels_name, record_name, shard_name, write_manifest,
 )
 from saesuite.cache.loader import BadImage, shard_loader
+from saesuite.cache.planted import SyntheticRows
 from saesuite.device import resolve_device
 from saesuite.errors import CacheError, ConfigError
 from saesuite.files import save_npy_atomic, sha256_file, write_json_atomic
-from saesuite.models.backbones import Backbone, HookSpec, resolve_hook
+from saesuite.models.backbones import EMBED, Backbone, HookSpec, resolve_hook
 from saesuite.outputs import atomic_path, output_lock
 
 
@@ -71,6 +73,10 @@ class _Target:
         return self.out_dir / shard_name(self.index)
 
     @property
+    def embed_path(self) -> Path:
+        return self.out_dir / embed_name(self.index)
+
+    @property
     def record_path(self) -> Path:
         return self.out_dir / record_name(self.index)
 
@@ -80,7 +86,7 @@ class _Target:
 
     def owns(self, name: str) -> bool:
         """The files of this shard (whose stale temporary copies its lock holder removes)."""
-        return name in (shard_name(self.index), labels_name(self.index), record_name(self.index))
+        return name in (shard_name(self.index), embed_name(self.index), labels_name(self.index), record_name(self.index))
 
 
 def cache_shard(
@@ -101,6 +107,7 @@ def cache_shard(
     max_bad_fraction: float = 0.001,
     prefetch_factor: int = 4,
     also: Mapping[str, str | Path] | None = None,
+    synthetic: SyntheticRows | None = None,
 ) -> dict:
     """Compute and write shard ``index`` of ``n_shards`` of ``dataset``; return its record.
 
@@ -108,14 +115,19 @@ def cache_shard(
     images cached. A shard whose record already exists is complete and is not
     recomputed. Writes ``shard-NNNNN.npy`` (through a memory-mapped temporary file
     renamed when whole), ``labels-NNNNN.npy`` and, last, the record ``shard-NNNNN.json``.
-    Host memory is bounded by the batch (images in flight) plus 8 bytes a row for labels.
+    Host memory is bounded by the batch (images in flight) plus 8 bytes a row for labels. The
+    images' embeddings go to ``embed-NNNNN.npy`` of each directory the same way.
 
     ``also`` maps further hook points (``"mlp_hidden:22"``) to their own cache
     directories, filled from the same forward pass. An image that cannot be read is
     written as a row of zeros and listed in the record's ``bad_rows``; more than
     ``max_bad_fraction`` of the shard's rows stops the job with the list.
-    ``precision`` is ``auto`` (bf16 autocast on CUDA), ``fp32`` or ``bf16``.
+    ``precision`` is ``auto`` (bf16 autocast on CUDA), ``fp32`` or ``bf16``. ``synthetic`` (a rehearsal)
+    fills the cache past its images up to ``synthetic.rows`` with planted rows (:class:`SyntheticRows`),
+    recorded in the manifest's ``synthetic``.
     """
+    if synthetic is not None and also:
+        raise ConfigError("synthetic rows fill one hook's cache; cache further hooks (also) without them")
     if dtype not in DTYPES:
         raise ConfigError(f"cache dtype {dtype!r} is not supported; choose one of {', '.join(DTYPES)}")
     targets = _targets(backbone, Path(out_dir), index, also)
@@ -128,17 +140,21 @@ def cache_shard(
             return done
         torch_device = resolve_device(device)
         backbone.prepare(torch_device, precision)
-        start, stop = shard_rows(cache_length(dataset, limit), n_shards, index)
+        n_images = cache_length(dataset, limit)
+        synthetic = synthetic and synthetic.for_width(backbone.d)
+        start, stop = shard_rows(max(n_images, synthetic.rows) if synthetic else n_images, n_shards, index)
         loader, on_device = shard_loader(
-            dataset, start, stop, getattr(dataset, "transform", None) or backbone.preprocess,
+            dataset, min(start, n_images), min(stop, n_images), getattr(dataset, "transform", None) or backbone.preprocess,
             batch_size=batch_size, num_workers=num_workers, pin_memory=torch_device.type == "cuda",
             prefetch_factor=prefetch_factor,
         )
-        shard = _Shard(backbone, targets, start, stop - start, dtype,
-                       to_model=lambda images: on_device(images.to(torch_device, non_blocking=True)))
+        shard = _Shard(backbone, targets, start, stop - start, dtype, backbone.embed_dim,
+                       to_model=lambda images: on_device(images.to(torch_device, non_blocking=True)),
+                       synthetic=synthetic, images=n_images, n_classes=len(getattr(dataset, "classes", [])))
         labels, bad = shard.fill(loader, max_bad_fraction)
-        return shard.publish(labels, bad, lambda t: cache_meta(backbone, dataset, dataset_name, split, dtype,
-                                                               hook=t.hook, d=t.d))
+        extra = {"synthetic": synthetic.describe(n_images)} if synthetic else {}
+        return shard.publish(labels, bad, lambda t: {**cache_meta(backbone, dataset, dataset_name, split, dtype,
+                                                                  hook=t.hook, d=t.d), **extra})
 
 
 def _targets(backbone: Backbone, out_dir: Path, index: int, also: Mapping[str, str | Path] | None) -> list[_Target]:
@@ -168,19 +184,24 @@ class _Shard:
     start: int
     rows: int
     dtype: str
+    embed_dim: int
     to_model: Callable[[torch.Tensor], torch.Tensor]  # a loader batch, moved to the device and normalised
+    synthetic: SyntheticRows | None = None  # planted rows past the dataset's images (a rehearsal)
+    images: int = 0  # the dataset's images cached: rows from there on are synthetic
+    n_classes: int = 0
 
     def fill(self, loader: Iterable, max_bad_fraction: float) -> tuple[np.ndarray, list[BadImage]]:
-        """Run the backbone over the loader's batches into each target's shard file (renamed into
-        place once whole); return the shard's labels and its unreadable images."""
+        """Run the backbone over the loader's batches into each target's shard and embedding files
+        (renamed into place once whole); return the shard's labels and its unreadable images."""
         labels = np.empty(self.rows, dtype=np.int64)
         bad: list[BadImage] = []
         timer = ShardTimer()
         desc = f"{self.backbone.name} {self.backbone.hook} shard {self.targets[0].index}"
         with contextlib.ExitStack() as files, tqdm(total=self.rows, unit="img", desc=desc) as bar:
-            temps = [files.enter_context(atomic_path(t.shard_path)) for t in self.targets]  # renamed on leaving
-            maps = [np.lib.format.open_memmap(tmp, mode="w+", dtype=self.dtype, shape=(self.rows, t.d))
-                    for tmp, t in zip(temps, self.targets)]
+            files_widths = [(path, width) for t in self.targets
+                            for path, width in ((t.shard_path, t.d), (t.embed_path, self.embed_dim))]
+            maps = [np.lib.format.open_memmap(files.enter_context(atomic_path(path)), mode="w+", dtype=self.dtype,
+                                              shape=(self.rows, width)) for path, width in files_widths]  # renamed on leaving
             for batch_rows, images, ok, batch_labels, bad_items in timer.wrap(loader):
                 local = batch_rows.numpy() - self.start
                 labels[local] = batch_labels.numpy()
@@ -192,6 +213,8 @@ class _Shard:
                 bar.update(len(local))
                 if bad:
                     bar.set_postfix(bad=len(bad))
+            if self.synthetic is not None:
+                self.synthetic.fill(maps[0], labels, self.start, self.images, self.n_classes, bar.update)
             for mm in maps:
                 mm.flush()
             del maps
@@ -199,12 +222,15 @@ class _Shard:
         return labels, bad
 
     def _write_batch(self, maps: list[np.ndarray], local: np.ndarray, images: torch.Tensor, ok: np.ndarray) -> None:
-        """Rows ``local`` of the shard: the hooked activations of the good images, zeros for the bad ones."""
+        """Rows ``local`` of the shard (``maps``: each target's shard then its embeddings): the hooked
+        activations and the embeddings of the good images, zeros for the bad ones."""
         if len(images):
-            outs = self.backbone.capture(self.to_model(images), [t.hook for t in self.targets])
-            for t, mm in zip(self.targets, maps):
+            outs = self.backbone.capture(self.to_model(images), [t.hook for t in self.targets], embed=True)
+            embed = _to_host(outs[EMBED], self.dtype, self.backbone.name, EMBED, self.start + local[0])
+            for t, mm, em in zip(self.targets, maps[::2], maps[1::2]):
                 mm[local[ok]] = _to_host(outs[str(t.hook)], self.dtype, self.backbone.name, t.hook,
                                          self.start + local[0])
+                em[local[ok]] = embed
         for mm in maps:
             mm[local[~ok]] = 0
 
@@ -219,6 +245,7 @@ class _Shard:
                 "rows": int(self.rows),
                 "start": int(self.start),
                 "sha256": sha256_file(t.shard_path),
+                "embed": {"file": t.embed_path.name, "sha256": sha256_file(t.embed_path)},
                 "bad_rows": [b.record() for b in bad],
                 "meta": meta(t),
             })
@@ -227,7 +254,7 @@ class _Shard:
         return records[0]
 
 
-def _to_host(out: torch.Tensor, dtype: str, model: str, hook: HookSpec, first_row: int) -> np.ndarray:
+def _to_host(out: torch.Tensor, dtype: str, model: str, hook: HookSpec | str, first_row: int) -> np.ndarray:
     """``[B, d]`` activations as a host array of ``dtype``; a CacheError if any value is not finite."""
     arr = out.to(getattr(torch, dtype)).cpu().numpy()
     if not np.isfinite(arr).all():

@@ -17,6 +17,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from saesuite.compare.chance import p_text  # noqa: E402
+from saesuite.compare.feature_map import read_feature_map  # noqa: E402
 from saesuite.figures import FULL, save  # noqa: E402
 
 SIMILARITIES = ("linear_cka", "debiased_cka", "rbf_cka", "mutual_knn")
@@ -203,3 +204,42 @@ def planted_sweep(sweep_csv: str | Path, out: str | Path) -> None:
     ax.set_ylabel("score")
     ax.legend(fontsize=6)
     save(fig, out)
+
+
+def feature_map_figure(compare_dir: str | Path, out: str | Path, classes_shown: int = 8) -> None:
+    """Both models' alive features on one UMAP map of their activation profiles
+    (:mod:`saesuite.compare.feature_map`): left coloured by model, right by each feature's top class
+    (the ``classes_shown`` commonest among the placed features; the rest grey). The caption line gives
+    how often a matched pair sits closer than a random pair of the two models' features."""
+    table, record = read_feature_map(compare_dir)
+    placed = table[table["alive"]]
+    size = float(np.clip(3000 / max(len(placed), 1), 1, 10))  # points shrink as the map fills
+    fig, axes = plt.subplots(1, 2, figsize=(FULL, 3.3), sharex=True, sharey=True)
+    for side, color in (("a", "C0"), ("b", "C1")):
+        part = placed[placed["side"] == side]
+        axes[0].scatter(part["x"], part["y"], s=size, lw=0, alpha=0.6, color=color,
+                        label=f"{record[f'model_{side}']} ({len(part)} features)")
+    legends = [axes[0].legend(loc="best")]
+    common = placed["top_class_name"].value_counts().index[:classes_shown].tolist()
+    rest = placed[~placed["top_class_name"].isin(common)]
+    axes[1].scatter(rest["x"], rest["y"], s=size, lw=0, alpha=0.4, color="0.75", label="other classes")
+    for i, name in enumerate(common):
+        part = placed[placed["top_class_name"] == name]
+        axes[1].scatter(part["x"], part["y"], s=size, lw=0, alpha=0.8, color=sns.color_palette("tab10")[i % 10],
+                        label=name or "never fires")
+    legends.append(axes[1].legend(loc="best", fontsize=6, ncol=2))
+    for handle in (h for legend in legends for h in legend.legend_handles):
+        handle.set_sizes([16])
+    axes[0].set_title("coloured by model")
+    axes[1].set_title("coloured by top class")
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel("UMAP 1")
+    axes[0].set_ylabel("UMAP 2")
+    q = record["quality"]
+    note = (f"{q['pairs']} matched pairs; a matched pair sits closer than a random cross-model pair "
+            f"{q['pair_closer_than_random']:.0%} of the time" if q["pair_closer_than_random"] is not None
+            else "no matched pairs to check the map against")
+    fig.text(0.5, 0.01, note, ha="center", fontsize=7)
+    save(fig, out, rect=(0, 0.04, 1, 1))

@@ -38,6 +38,7 @@ from saesuite.outputs import output_lock
 from saesuite.compare.chance import half_sd, p_value_fields, subsampling_interval, summary
 from saesuite.errors import ConfigError
 from saesuite.evaluate.evaluation import check_sae_matches_cache, encode_chunks
+from saesuite.compare.feature_map import MapSettings, feature_map, write_feature_map
 from saesuite.compare.features import CompareSettings, PairComparison, Side
 from saesuite.compare.knn import nonzero_rows
 from saesuite.sae.model import load_sae
@@ -246,7 +247,8 @@ def compare_saes(
     seed_saes_a: list[str | Path] = (),
     seed_saes_b: list[str | Path] = (),
 ) -> dict:
-    """Write ``comparison.json`` (schema-checked), ``pairs.csv``, ``null.csv``, ``halves.csv`` and ``topk_overlap.npz``.
+    """Write ``comparison.json`` (schema-checked), ``pairs.csv``, ``null.csv``, ``halves.csv``, ``topk_overlap.npz``
+    and both models' features on one map (``feature_map.csv``, ``feature_map.json``: :mod:`saesuite.compare.feature_map`).
 
     ``settings`` gives every knob of the comparison; ``seed_saes_*`` are further
     SAEs of the same models trained with other seeds, for the spread across seeds. ``out_dir`` is
@@ -311,5 +313,10 @@ def _compare_locked(cache_a, sae_a, cache_b, sae_b, out_dir: Path, settings: Com
         alive_a=details["alive_a"], alive_b=details["alive_b"], topk_a=a.topk, topk_b=b.topk,
         rows=np.flatnonzero(keep),
     )
+    matched = details["overlap_pairs"][details["overlap_pairs"]["above_threshold"]]
+    write_feature_map(out_dir, *feature_map(
+        {"a": a.codes, "b": b.codes}, {"a": a.alive, "b": b.alive}, {"a": result["model_a"], "b": result["model_b"]},
+        ca.labels()[keep], list(ca.manifest.get("classes") or []), list(zip(matched["feature_a"], matched["feature_b"])),
+        MapSettings(seed=settings.seed)))
     write_json_atomic(out_dir / "comparison.json", result)
     return result

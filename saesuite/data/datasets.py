@@ -10,6 +10,7 @@ only when the config says ``fixture: true``.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -67,9 +68,29 @@ def _imagenet(spec: DatasetSpec, split: str, transform):
             "(e.g. with the standard valprep.sh)."
         )
     try:
-        return ImageFolder(str(folder), transform=transform)
+        return ImageNetFolder(str(folder), transform=transform)
     except FileNotFoundError as err:
         raise ConfigError(f"ImageNet split at {folder.resolve()} holds no images: {err}") from err
+
+
+class ImageNetFolder(ImageFolder):
+    """torchvision's ``ImageFolder`` whose ``.classes`` are words when the folders are ImageNet-1k's.
+
+    ImageFolder names each label by its folder, a WordNet id (``n01440764``), which is no use as a
+    zero-shot prompt or a name on a page. When the folders are exactly 1,000 WordNet ids, the labels
+    are ImageNet-1k's in the order of their sorted ids, and ``.classes`` becomes open_clip's class
+    names (``open_clip.zero_shot_metadata.IMAGENET_CLASSNAMES``, OpenAI's CLIP names in that same
+    order: ``tench``, ``goldfish``, ...). The ids stay in ``.wnids``. Any other set of folders (a
+    subset, a generated fixture) keeps its folder names.
+    """
+
+    def __init__(self, root: str, **kwargs):
+        super().__init__(root, **kwargs)
+        self.wnids = list(self.classes)
+        if len(self.wnids) == 1000 and all(re.fullmatch(r"n\d{8}", w) for w in self.wnids):
+            from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+            self.classes = list(IMAGENET_CLASSNAMES)
 
 
 def _cifar10(spec: DatasetSpec, split: str, transform):

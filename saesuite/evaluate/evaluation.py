@@ -31,7 +31,8 @@ input it fires on once (``q_c`` the share of those inputs in class c); the neuro
 standard-basis alignment of its encoder and decoder vectors (largest ``|cos|``,
 :mod:`saesuite.evaluate.alignment`; ``alignment.chance`` gives the same statistics for random unit
 directions), its top-k rows, and for a hook in CLIP's joint space (attnpool) the class names
-whose text embeddings are nearest its decoder direction.
+whose text embeddings are nearest its decoder direction. Every latent of any hook is also named
+from its top images' CLIP embeddings (``names.json``, :mod:`saesuite.evaluate.naming`).
 Per latent, for the pages that show it (``latent_stats.npz``, :mod:`saesuite.evaluate.distributions`):
 its activation histogram, activation mass and firing count per class, and images sampled from bands
 of its activation range, collected in the same pass (no later stage encodes again).
@@ -69,7 +70,8 @@ from saesuite.errors import CacheError, ConfigError
 from saesuite.evaluate.distributions import CodeSpill, activation_distributions
 from saesuite.evaluate.results import write_results
 from saesuite.evaluate.stats import LatentStats, ReconstructionStats, TopActivatingImages, label_entropy
-from saesuite.evaluate.fidelity import class_text_embeddings, name_latents, split_fidelity
+from saesuite.evaluate.fidelity import split_fidelity
+from saesuite.evaluate.naming import Naming, name_latents_in_words
 from saesuite.sae.model import SAE, load_sae
 from saesuite.schema import validate
 from saesuite.evaluate.summary import summary_metrics
@@ -231,16 +233,6 @@ def add_geometry(table: pd.DataFrame, sae: SAE, backbone: Backbone | None, cfg: 
     return info, None
 
 
-def add_text_names(table: pd.DataFrame, sae: SAE, backbone: Backbone, classes: list[str], cfg: EvalConfig) -> dict:
-    """Nearest class-name text embeddings of each decoder direction (for attnpool hooks); returns the summary."""
-    text = class_text_embeddings(backbone, classes, cfg.prompt)
-    indices, cosines = name_latents(sae.W_dec.detach(), text, classes, cfg.text_names)
-    table["text_names"] = ["|".join(classes[i] for i in row) for row in indices]
-    table["text_cosines"] = [";".join(f"{c:.4f}" for c in row) for row in cosines]
-    table["text_best_cosine"] = cosines[:, 0]
-    return {"prompt": cfg.prompt, "names_per_latent": int(indices.shape[1]), "mean_best_cosine": float(cosines[:, 0].mean())}
-
-
 def evaluate_sae(
     sae_dir: str | Path,
     cache_dir: str | Path,
@@ -248,8 +240,8 @@ def evaluate_sae(
     cfg: EvalConfig = EvalConfig(),
     dataset: DatasetSpec | None = None,
 ) -> dict:
-    """Write ``metrics.json`` (schema-checked), ``latents.csv``, ``latents.npz``, ``inputs.npz`` and
-    ``latent_stats.npz`` (:mod:`saesuite.evaluate.results`).
+    """Write ``metrics.json`` (schema-checked), ``latents.csv``, ``latents.npz``, ``inputs.npz``,
+    ``latent_stats.npz`` and ``names.json`` (:mod:`saesuite.evaluate.results`).
 
     The backbone the cache names (its weights tag, or its random-weight seed) is loaded
     for neuron alignment and text naming. With ``dataset`` (the images the cache was
@@ -278,7 +270,8 @@ def _evaluate_locked(sae_dir, cache_dir, out_dir: Path, cfg: EvalConfig, dataset
     backbone, no_backbone = _open_backbone(cache.manifest, device)
     alignment, skip_neurons = add_geometry(table, sae, backbone, cfg)
     skipped = _skipped(backbone, no_backbone or skip_neurons, no_backbone, dataset)
-    naming = add_text_names(table, sae, backbone, classes, cfg) if skipped["text_naming"] is None else None
+    naming, names = name_latents_in_words(table, sae, cache, stats["topk"].indices.numpy(), labels, classes, backbone,
+                                          skipped, Naming(cfg.prompt, cfg.text_names, cfg.top_k))
     fidelity = None
     if skipped["fidelity"] is None:
         images = load_dataset(dataset, cache.manifest["split"], transform=backbone.preprocess)
@@ -294,7 +287,7 @@ def _evaluate_locked(sae_dir, cache_dir, out_dir: Path, cfg: EvalConfig, dataset
     }
     metrics = _plain(metrics)
     validate(metrics, "metrics")
-    write_results(out_dir, metrics, table, stats, labels, distributions)
+    write_results(out_dir, metrics, table, stats, labels, distributions, names)
     return metrics
 
 

@@ -8,6 +8,8 @@ reader of ``metrics.json`` that every later stage (figures, comparison, explorer
 * ``inputs.npz`` -- per input: labels, L0, near-zero fraction; the heatmap batch; the top-activating images.
 * ``latent_stats.npz`` -- per latent: activation histogram, label distribution and activation-band samples
   (format in :mod:`saesuite.evaluate.distributions`).
+* ``names.json`` -- every latent named in words, with each method's description and score (format and
+  reader in :mod:`saesuite.evaluate.naming`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from saesuite.evaluate.distributions import LATENT_STATS_NPZ
+from saesuite.evaluate.naming import write_names
 from saesuite.files import write_json_atomic
 from saesuite.schema import validate
 
@@ -36,11 +39,12 @@ def read_metrics(path: str | Path) -> dict:
 
 
 def write_results(out_dir: Path, metrics: dict, table: pd.DataFrame, stats: dict, labels: np.ndarray,
-                  distributions: dict) -> None:
+                  distributions: dict, names: dict) -> None:
     """Write the folder's files from what :func:`saesuite.evaluate.evaluation.evaluate_sae` computed.
 
     ``stats``: the streamed accumulators (``recon``, ``latent``, ``topk``, ``top_images``, ``heatmap``);
-    ``distributions``: :func:`saesuite.evaluate.distributions.activation_distributions`'s arrays.
+    ``distributions``: :func:`saesuite.evaluate.distributions.activation_distributions`'s arrays;
+    ``names``: :func:`saesuite.evaluate.naming.name_latents_in_words`'s ``names.json``.
     ``table`` gains its ``topk_rows`` column. ``metrics.json`` is written last.
     """
     topk, top_images, recon = stats["topk"], stats["top_images"], stats["recon"]
@@ -67,11 +71,12 @@ def write_results(out_dir: Path, metrics: dict, table: pd.DataFrame, stats: dict
         top_latent_values=top_images.values,
     )
     sums = stats["latent"].numpy()
-    np.savez(
+    np.savez_compressed(  # [C, F] and [F, bins] arrays: mostly zeros at 1,000 classes (262 MB -> a few MB)
         out_dir / LATENT_STATS_NPZ,
         class_activation=sums["class_activation"],
         class_fire_count=sums["class_fire_count"].astype(np.int64),
         **distributions,
     )
     table.to_csv(out_dir / LATENTS_CSV, index=False, float_format="%.8g")
+    write_names(out_dir, names)
     write_json_atomic(out_dir / METRICS, metrics)

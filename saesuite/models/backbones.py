@@ -21,7 +21,9 @@ to ``create_model_and_transforms`` and turns the mismatch warning into an error.
 
 ``d`` is always read off the model, never hard-coded. :meth:`Backbone.capture`
 reads several hook points in one forward pass and stops the pass once the last
-of them has run; :meth:`Backbone.prepare` moves the tower to its device with
+of them has run; asked for the image embedding too (the tower's output, ``e =
+visual.output_dim``, what ``encode_image`` returns before normalising), it runs the
+tower to its end. :meth:`Backbone.prepare` moves the tower to its device with
 bf16 autocast and channels-last where they help (CUDA).
 """
 
@@ -39,6 +41,7 @@ from saesuite.errors import ConfigError
 from saesuite.models.hooks import BLOCK_SITES, SITES, HookSpec, hook_problem, unknown_model_message  # noqa: F401 (re-exported)
 
 PRECISIONS = ("auto", "fp32", "bf16")
+EMBED = "embed"  # Backbone.capture's key of the image embedding (the vision tower's output)
 _TINY_CONFIGS_REGISTERED = False
 
 
@@ -169,6 +172,11 @@ class Backbone:
     def visual(self) -> nn.Module:
         return self.model.visual
 
+    @property
+    def embed_dim(self) -> int:
+        """Width ``e`` of the image embedding (the tower's output, CLIP's joint space)."""
+        return int(self.visual.output_dim)
+
     def prepare(self, device: torch.device | str, precision: str = "auto") -> "Backbone":
         """Move the tower to ``device`` for inference; return ``self``.
 
@@ -199,24 +207,26 @@ class Backbone:
         return self.capture(images, [self.hook])[str(self.hook)]
 
     @torch.inference_mode()
-    def capture(self, images: torch.Tensor, hooks: list[HookSpec | str]) -> dict[str, torch.Tensor]:
-        """Several hook points in one forward pass: ``{str(hook): [B, d_hook]}`` (keys as resolved).
+    def capture(self, images: torch.Tensor, hooks: list[HookSpec | str], *,
+                embed: bool = False) -> dict[str, torch.Tensor]:
+        """Several hook points in one forward pass: ``{str(hook): [B, d_hook]}`` (keys as resolved),
+        with ``embed`` also ``{EMBED: [B, e]}``, the image embedding (not normalised).
 
-        The pass stops once every hook has fired. Outputs keep the dtype the
-        tower computed in (bf16 under autocast).
+        The pass stops once every output asked for is in (the embedding comes last: the whole
+        tower runs). Outputs keep the dtype the tower computed in (bf16 under autocast).
         """
         resolved = [resolve_hook(self.model, self.name, HookSpec.parse(h) if not isinstance(h, HookSpec) else h) for h in hooks]
         captured: dict[str, torch.Tensor] = {}
 
-        def make_hook(spec: HookSpec):
-            def hook(_module, _inputs, output):
-                captured[str(spec)] = _select(self.visual, spec, output)
-                if len(captured) == len(resolved):
-                    raise _StopForward
+        def keep(key: str, value: torch.Tensor) -> None:
+            captured[key] = value
+            if len(captured) == len(resolved) + embed:
+                raise _StopForward
 
-            return hook
-
-        handles = [module.register_forward_hook(make_hook(spec)) for spec, module, _ in resolved]
+        handles = [module.register_forward_hook(lambda _m, _i, output, spec=spec: keep(str(spec), _select(self.visual, spec, output)))
+                   for spec, module, _ in resolved]
+        if embed:
+            handles.append(self.visual.register_forward_hook(lambda _module, _inputs, output: keep(EMBED, output)))
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         try:
@@ -227,7 +237,7 @@ class Backbone:
         finally:
             for handle in handles:
                 handle.remove()
-        missing = [str(spec) for spec, _, _ in resolved if str(spec) not in captured]
+        missing = [key for key in [str(spec) for spec, _, _ in resolved] + [EMBED] * embed if key not in captured]
         if missing:
             raise RuntimeError(f"hooks {missing} on {self.name} never fired")
         return captured

@@ -20,11 +20,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from saesuite.cache.format import read_manifest
 from saesuite.compare.chance import p_text
 from saesuite.evaluate.results import read_metrics
 from saesuite.report.latex import escape, fmt, macro, macro_name
-from saesuite.report.paper_claims import claims, plan_recipe_claim, run_notice
+from saesuite.report.paper_claims import claims, plan_recipe_claim, preliminary_claim, run_notice
 from saesuite.sae.model import read_cfg
 from saesuite.report.paper_tables import (
     table_comparison,
@@ -157,7 +159,27 @@ class PaperResults:
     planted_recovery: str | Path
     planted_pairs: str | Path
     config: dict
+    preliminary: dict | None = None  # paper/preliminary.yaml: the plan's own preliminary run
     recovery_source: str = "planted/recovery.json"
+
+    @classmethod
+    def of_rule(cls, inputs, roles: dict[str, str], config: dict) -> PaperResults:
+        """The files of rule ``paper_numbers``: ``inputs`` by its input names, ``roles`` the model of
+        each role (``A``, ``B`` and, with a replication, ``R``: the order of its cfgs and manifests)."""
+        order = list(roles)
+        return cls(
+            metrics={"A": inputs.metrics_a, "B": inputs.metrics_b, **{"R": p for p in inputs.metrics_replication}},
+            comparison=inputs.comparison,
+            published=yaml.safe_load(Path(inputs.baseline).read_text()),
+            cfgs=dict(zip(order, inputs.cfgs)),
+            manifests=dict(zip(order, inputs.manifests)),
+            sweep=inputs.sweep,
+            frontiers=dict(zip([roles["A"], roles["B"]], inputs.frontiers)),
+            planted_recovery=inputs.planted_recovery,
+            planted_pairs=inputs.planted_pairs,
+            config=config,
+            preliminary=yaml.safe_load(Path(inputs.preliminary).read_text()),
+        )
 
 
 @dataclass
@@ -258,6 +280,7 @@ def write_paper_numbers(results: PaperResults, out: str | Path) -> str:
     found = claims(read.metrics, read.comparison, results.published, read.sweep_rows, read.recovery,
                    read.planted_pairs, read.cfgs)
     found.update(plan_recipe_claim(read.frontiers))
+    found.update(preliminary_claim(results.config, read.metrics, results.preliminary or {}))
     lines += [macro(f"Claim{name}", text) for name, text in found.items()]
     lines += _run_lines(results.config, read)
     text = "\n".join(lines) + "\n"

@@ -257,11 +257,13 @@ def planted_claims(recovery: dict, planted_pairs: dict) -> dict[str, str]:
 
 def run_notice(config: dict, manifests: dict[str, dict]) -> str:
     """The first page's warning when the run cannot support a conclusion about CLIP, from the config:
-    models with random weights (``pretrained: null``) or a synthetic fixture for data; ``""`` otherwise."""
+    models with random weights (``pretrained: null``), a synthetic fixture for data, or caches filled
+    with synthetic planted rows (a manifest's ``synthetic``, config/rehearsal.yaml); ``""`` otherwise."""
     random = [m for m, spec in config.get("models", {}).items() if spec.get("pretrained") in (None, "none")]
     dataset = config.get("dataset", {})
     fixture = bool(dataset.get("fixture"))
-    if not random and not fixture:
+    synthetic = {role: m["synthetic"]["rows"] for role, m in manifests.items() if m.get("synthetic")}
+    if not random and not fixture and not synthetic:
         return ""
     causes = []
     if random:
@@ -269,12 +271,32 @@ def run_notice(config: dict, manifests: dict[str, dict]) -> str:
                       f"({', '.join(escape(m) for m in random)}) have random weights (\\texttt{{pretrained: null}})")
     if fixture:
         n = (config.get("fixture") or {})
+        what = ("generated JPEGs of rings" if dataset.get("kind") == "imagenet" else "images of coloured stripes")
         causes.append(f"the images are a synthetic {escape(dataset.get('kind', ''))}-format fixture "
-                      f"({fmt(n.get('n_train'))} training and {fmt(n.get('n_test'))} test images of coloured "
-                      "stripes), not the dataset the plan names")
+                      f"({fmt(n.get('n_train'))} training and {fmt(n.get('n_test'))} test {what}), "
+                      "not the dataset the plan names")
+    if synthetic:
+        first, n = next(iter(synthetic.values()))
+        causes.append(f"the evaluation caches' rows from {fmt(first)} to {fmt(n)} are synthetic planted activations, "
+                      "not any model's")
     return ("This paper was generated from the run \\texttt{" + escape(config.get("run", "")) + "}, in which "
             + " and ".join(causes) + ". Its numbers test the pipeline; they support no conclusion about CLIP, "
             "and every claim below speaks only of these stand-ins.")
+
+
+def preliminary_claim(config: dict, metrics: dict[str, dict], preliminary: dict) -> dict[str, str]:
+    """``\\ClaimPreliminary`` for a run on real CIFAR-10 (config/cifar10.yaml, the plan's preliminary
+    experiment): the plan's population sparsity beside each main SAE's; nothing for any other run."""
+    dataset = config.get("dataset", {})
+    if dataset.get("kind") != "cifar10" or dataset.get("fixture") or not preliminary:
+        return {}
+    ours = " and ".join(f"{fmt(metrics[r]['population_sparsity'])} for {escape(metrics[r]['model'])}" for r in ("A", "B"))
+    return {"Preliminary": (
+        f"The plan's own preliminary run trained one SAE on {fmt(preliminary['train_fraction'])} of the CIFAR-10 "
+        f"training set for {fmt(preliminary['epochs'])} epoch and reported a population sparsity of "
+        f"{fmt(preliminary['population_sparsity'])} (and an average loss of {fmt(preliminary['loss'])}, of a loss it "
+        f"does not define, so not compared; {escape(preliminary['source'])}). Trained the same way here, the main "
+        f"SAEs reach a population sparsity of {ours}.")}
 
 
 def claims(metrics: dict[str, dict], comparison: dict, published: dict, sweep_rows: list[dict],

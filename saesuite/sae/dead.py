@@ -18,6 +18,12 @@ samples (one clock per latent). What is done about them is ``dead_latent_method`
   It gives dead latents a gradient again.
 * Ghost grads (Fry 2024's recipe): see :func:`saesuite.sae.objectives.ghost_grads_loss`.
 * ``none``: nothing (the clocks still count them for the log).
+
+The clocks live on the training device and a step reads nothing of them on the host (a GPU step
+never waits): the host keeps only a lower bound on the samples before any latent can be dead,
+refreshed whenever it reads the clocks anyway (:meth:`DeadLatents.look`), and skips the dead-latent
+term while no latent can be dead. AuxK is then computed with a fixed number of candidates and
+weighted by whether any latent is dead, so its value is that of the dead latents alone.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from saesuite.sae.encoder import Encoding
 from saesuite.sae.model import SAE
 from saesuite.sae.objectives import AuxK, GhostGrads, Term
 from saesuite.sae.variants import decode_sparse
@@ -49,46 +56,65 @@ class DeadLatents:
         self.cache, self.scale = cache, scale
         self.since_fired = torch.zeros(d_sae, dtype=torch.long, device=device)  # samples since each latent fired
         self.resampled = 0
+        self.samples_before_any_dead = cfg.dead_window_samples  # host: no latent is dead before this many more
 
     def state(self) -> dict:
         return {"since_fired": self.since_fired, "resampled": self.resampled}
 
     def load_state(self, state: dict) -> None:
         self.since_fired, self.resampled = state["since_fired"].to(self.device), state["resampled"]
+        self.look()
+
+    def look(self) -> None:
+        """Read the clocks on the host (a sync on a GPU: only where the trainer reads the device anyway) to
+        refresh :attr:`samples_before_any_dead`: the dead window less the longest silence now."""
+        self.samples_before_any_dead = self.cfg.dead_window_samples - int(self.since_fired.max())
 
     def mask(self) -> Tensor:
         """``[F]`` bool: the latents silent for ``dead_window_samples``."""
         return self.since_fired >= self.cfg.dead_window_samples
 
-    def terms(self, sae: SAE, pre: Tensor, x: Tensor, x_hat: Tensor, recon: Tensor) -> list[Term]:
+    def terms(self, sae: SAE, enc: Encoding, x: Tensor, x_hat: Tensor, recon: Tensor) -> list[Term]:
         """The dead-latent loss term (AuxK or ghost grads) of a batch, if the method has one and a latent is
-        dead: ``pre [B, F]`` the pre-activations, ``x``, ``x_hat [B, d]`` the batch and its reconstruction,
-        ``recon [B, d]`` the per-element reconstruction loss."""
+        dead: ``enc`` the batch's pre-activations, ``x``, ``x_hat [B, d]`` the batch and its reconstruction,
+        ``recon [B, d]`` the per-element reconstruction loss.
+
+        AuxK takes the ``auxk_k`` largest pre-activations among the dead latents (fewer if fewer are dead:
+        the other candidates count zero) and is weighted by whether any latent is dead, all on the device.
+        Ghost grads acts on the dead latents' columns, so it reads how many are dead on the host."""
+        if self.method not in ("auxk", "ghost_grads") or self.samples_before_any_dead > 0:
+            return []  # no latent can be dead yet
         dead = self.mask()
-        if self.method == "auxk" and bool(dead.any()):
-            k_aux = min(self.cfg.auxk_k or x.shape[1] // 2, int(dead.sum()))
-            values, indices = pre.masked_fill(~dead, float("-inf")).topk(k_aux, dim=-1, sorted=False)
-            estimate = decode_sparse(torch.relu(values), indices, sae.W_dec).float()
-            return [AuxK.of(estimate, x - x_hat.detach().float(), self.cfg.auxk_coefficient)]
-        if self.method == "ghost_grads" and bool(dead.any()):
-            return [GhostGrads.of(pre[:, dead].float(), sae.W_dec[dead], x - x_hat.float(), recon)]
+        if self.method == "auxk":
+            k_aux = min(self.cfg.auxk_k or x.shape[1] // 2, len(dead))
+            _, indices = enc.pre.masked_fill(~dead, float("-inf")).topk(k_aux, dim=-1, sorted=False)
+            values = torch.relu(enc.at(indices)) * dead[indices]
+            estimate = decode_sparse(values, indices, sae.W_dec).float()
+            return [AuxK.of(estimate, x - x_hat.detach().float(), self.cfg.auxk_coefficient * dead.any())]
+        if bool(dead.any()):
+            return [GhostGrads.of(enc.dense()[:, dead].float(), sae.W_dec[dead], x - x_hat.float(), recon)]
         return []
 
     @torch.no_grad()
     def after_step(self, step: int, n: int, fired: Tensor, sae: SAE, optimizer: torch.optim.Optimizer) -> None:
         """Advance the clocks by the ``n`` samples of ``step`` (zero for the latents that ``fired``), then
-        resample if the method is resampling and one is due."""
+        resample if one is due (:meth:`resample_due`)."""
         self.since_fired.add_(n).masked_fill_(fired, 0)
-        if self.method == "resample" and self._resample_due(step):
+        self.samples_before_any_dead -= n
+        if self.resample_due(step):
             self.resampled += self.resample(step, sae, optimizer)
+            self.look()
 
-    def metrics(self) -> dict[str, int]:
-        """What the training log records: the dead latents now, and how many were resampled in all."""
-        return {"dead": int(self.mask().sum()), "resampled": self.resampled}
+    def metrics(self) -> dict[str, Tensor | int]:
+        """What the training log records: the dead latents now (a tensor on the device), and how many were
+        resampled in all."""
+        return {"dead": self.mask().sum(), "resampled": self.resampled}
 
-    def _resample_due(self, step: int) -> bool:
+    def resample_due(self, step: int) -> bool:
+        """Whether the method is resampling and step ``step`` ends with one."""
         every = max(1, self.cfg.resample_every_samples // self.cfg.batch_size)
-        return (step + 1) % every == 0 and step < self.cfg.resample_until_fraction * self.cfg.steps
+        return (self.method == "resample" and (step + 1) % every == 0
+                and step < self.cfg.resample_until_fraction * self.cfg.steps)
 
     @torch.no_grad()
     def resample(self, step: int, sae: SAE, optimizer: torch.optim.Optimizer, chunk_rows: int = 4096) -> int:

@@ -21,38 +21,11 @@ from torch import Tensor, nn
 from saesuite.errors import ConfigError
 from saesuite.files import write_json_atomic
 from saesuite.outputs import atomic_path, default_file_mode
+from saesuite.sae.encoder import Encoding, sparse_backward_pays
 from saesuite.sae.variants import ReLU, Variant, variant_of_cfg
 
 WEIGHTS = "sae_weights.safetensors"
 CFG = "cfg.json"
-
-
-class _Encode(torch.autograd.Function):
-    """``(x - b_dec) @ W_enc + b_enc`` with a cheaper backward for ``b_dec``.
-
-    Autograd would form the full ``[b, d]`` gradient of ``x - b_dec`` (a
-    ``[b, F] @ [F, d]`` matmul) only to sum it over the batch for ``b_dec``;
-    here ``grad_b_dec = -W_enc @ sum_b(grad)``, a matrix-vector product. The
-    full input gradient is computed only when ``x`` itself needs one.
-    """
-
-    @staticmethod
-    @torch.amp.custom_fwd(device_type="cuda")
-    def forward(ctx, x, b_dec, W_enc, b_enc):
-        centred = x - b_dec
-        ctx.save_for_backward(centred, W_enc)
-        return torch.addmm(b_enc, centred, W_enc)
-
-    @staticmethod
-    @torch.amp.custom_bwd(device_type="cuda")
-    def backward(ctx, grad):
-        centred, W_enc = ctx.saved_tensors
-        grad_sum = grad.sum(0)
-        grad_x = grad @ W_enc.T.to(grad.dtype) if ctx.needs_input_grad[0] else None
-        grad_b_dec = -(W_enc @ grad_sum.to(W_enc.dtype)) if ctx.needs_input_grad[1] else None
-        grad_W_enc = (centred.T.to(grad.dtype) @ grad).to(W_enc.dtype) if ctx.needs_input_grad[2] else None
-        grad_b_enc = grad_sum.to(W_enc.dtype) if ctx.needs_input_grad[3] else None
-        return grad_x, grad_b_dec, grad_W_enc, grad_b_enc
 
 
 class SAE(nn.Module):
@@ -62,16 +35,22 @@ class SAE(nn.Module):
         super().__init__()
         variant.check_width(d_sae)
         self.d_in, self.d_sae, self.variant = d_in, d_sae, variant
-        self.W_enc = nn.Parameter(torch.zeros(d_in, d_sae))
+        # [d, F] to every reader, stored latent-major ([F, d] in memory): each latent's encoder vector is one
+        # contiguous row, as the sparse encoder gradient (saesuite.sae.encoder) and resampling write them
+        self.W_enc = nn.Parameter(torch.zeros(d_sae, d_in).T)
         self.b_enc = nn.Parameter(torch.zeros(d_sae))
         self.W_dec = nn.Parameter(torch.zeros(d_sae, d_in))
         self.b_dec = nn.Parameter(torch.zeros(d_in))
 
     def pre_acts(self, x: Tensor) -> Tensor:
-        """``[b, d] -> [b, F]`` encoder pre-activations."""
-        if torch.is_grad_enabled():
-            return _Encode.apply(x, self.b_dec, self.W_enc, self.b_enc)
-        return torch.addmm(self.b_enc, x - self.b_dec, self.W_enc)
+        """``[b, d] -> [b, F]`` encoder pre-activations (with a dense gradient under autograd)."""
+        return self.encoding(x).dense()
+
+    def encoding(self, x: Tensor) -> Encoding:
+        """The pre-activations of ``x [b, d]`` as the training step differentiates them (densely, or at the
+        entries a sparse code uses: :class:`saesuite.sae.encoder.Encoding`)."""
+        sparse = sparse_backward_pays(self.d_in, self.d_sae, self.variant.active())
+        return Encoding(x, self.b_dec, self.W_enc, self.b_enc, sparse)
 
     @property
     def architecture(self) -> str:
@@ -96,12 +75,13 @@ class SAE(nn.Module):
         self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
 
     @torch.no_grad()
-    def remove_parallel_grad(self) -> None:
-        """Project out of ``W_dec.grad`` the component along each (unit) decoder row."""
+    def remove_parallel_grad(self, rows: int = 1024) -> None:
+        """Project out of ``W_dec.grad`` the component along each (unit) decoder row: ``grad -= (grad . row) row``,
+        in place, ``rows`` rows at a time, so its temporaries are ``[rows, d]``, not ``[F, d]``."""
         if self.W_dec.grad is None:
             return
-        parallel = (self.W_dec.grad * self.W_dec).sum(dim=1, keepdim=True)
-        self.W_dec.grad -= parallel * self.W_dec
+        for grad, rows in zip(self.W_dec.grad.split(rows), self.W_dec.split(rows)):
+            grad -= (grad * rows).sum(dim=1, keepdim=True) * rows
 
 
 def save_sae(sae: SAE, out_dir: str | Path, cfg: dict, scale: float = 1.0) -> None:

@@ -1,7 +1,8 @@
 """The terms of an SAE's training loss: pure functions of tensors, and the terms as objects.
 
 A term object (:class:`Reconstruction`, :class:`L1`, :class:`AuxK`, :class:`GhostGrads`) holds its
-``loss`` (a scalar tensor) and says what it logs with ``metrics()``; the trainer sums the terms'
+``loss`` (a scalar tensor) and says what it logs with ``metrics()`` (scalar tensors, read on the host
+only when the log is written, so a GPU step never waits for them); the trainer sums the terms'
 losses and logs what they report. A recipe (:mod:`saesuite.sae.recipes`) picks the
 reconstruction by name and the dead-latent term by method; the SAE's variant says whether there
 is an L1 term.
@@ -78,8 +79,8 @@ class Term(Protocol):
 
     loss: Tensor  # scalar, with its gradient
 
-    def metrics(self) -> dict[str, float]:
-        """What the training log records of this term (train_log.jsonl's keys)."""
+    def metrics(self) -> dict[str, Tensor]:
+        """What the training log records of this term (train_log.jsonl's keys), as scalar tensors."""
         ...
 
 
@@ -95,8 +96,8 @@ class Reconstruction:
         per_element = RECONSTRUCTIONS[kind](x_hat, x)
         return cls(per_element, per_element.mean())
 
-    def metrics(self) -> dict[str, float]:
-        return {"mse": self.loss.item()}
+    def metrics(self) -> dict[str, Tensor]:
+        return {"mse": self.loss.detach()}
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ class L1:
     def of(cls, sparsity: Tensor, coefficient: float) -> "L1":
         return cls(coefficient * sparsity)
 
-    def metrics(self) -> dict[str, float]:
+    def metrics(self) -> dict[str, Tensor]:
         return {}
 
 
@@ -123,11 +124,11 @@ class AuxK:
     loss: Tensor
 
     @classmethod
-    def of(cls, estimate: Tensor, residual: Tensor, coefficient: float) -> "AuxK":
+    def of(cls, estimate: Tensor, residual: Tensor, coefficient: float | Tensor) -> "AuxK":
         return cls(coefficient * auxk_loss(estimate, residual))
 
-    def metrics(self) -> dict[str, float]:
-        return {"auxk": self.loss.item()}
+    def metrics(self) -> dict[str, Tensor]:
+        return {"auxk": self.loss.detach()}
 
 
 @dataclass(frozen=True)
@@ -140,5 +141,5 @@ class GhostGrads:
     def of(cls, pre_dead: Tensor, W_dec_dead: Tensor, residual: Tensor, recon: Tensor) -> "GhostGrads":
         return cls(ghost_grads_loss(pre_dead, W_dec_dead, residual, recon))
 
-    def metrics(self) -> dict[str, float]:
-        return {"ghost": self.loss.item()}
+    def metrics(self) -> dict[str, Tensor]:
+        return {"ghost": self.loss.detach()}

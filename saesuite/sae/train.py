@@ -25,9 +25,11 @@ The loop, in one screen (:func:`train_saes`):
 8. Failure. A non-finite loss, or (after the warm-ups) a batch reconstructed worse than
    ``divergence_max_relative_error`` times its own energy (``sum ||x_hat - x||^2 /
    sum ||x||^2``: a finite divergence), stops training with :class:`TrainingError`.
-   A checkpoint is written, and the final SAE saved, only after the updated weights pass
-   the same check (the final one also within the warm-ups), so the one kept is good; a
-   rerun with a lower ``lr`` resumes from it (and says so).
+   Steps are judged on the device and read every ``CHECK_EVERY_STEPS`` steps (a GPU never
+   waits for the host in between), so training stops within that many steps of the failed one.
+   A checkpoint is written, and the final SAE saved, only after the steps before it and the
+   updated weights pass the same check (the final one also within the warm-ups), so the one
+   kept is good; a rerun with a lower ``lr`` resumes from it (and says so).
    Every output folder is locked while training writes it (:mod:`saesuite.outputs`).
 """
 
@@ -49,19 +51,40 @@ from saesuite.outputs import atomic_path, output_lock
 from saesuite.sae.config import SHARED, TrainConfig
 from saesuite.sae.model import save_sae
 from saesuite.sae.sampling import SampleOrder, prefetch
-from saesuite.sae.trainer import Trainer
+from saesuite.sae.trainer import CHECK_EVERY_STEPS, Trainer
 
 CHECKPOINT = "checkpoint.pt"
 # What a rerun may change and still resume from a kept checkpoint (after a divergence: a lower lr).
 RESUMABLE_CHANGES = ("lr",)
 
 
-def geometric_median(x: np.ndarray, iters: int = 100, tol: float = 1e-7) -> np.ndarray:
-    """Weiszfeld's algorithm: the point minimising the sum of Euclidean distances to the rows of ``x [n, d]``."""
-    median = x.mean(axis=0)
+# Rows per float64 chunk of the initial statistics (4096 x d=1024: 32 MiB).
+STATS_CHUNK_ROWS = 4096
+
+
+def _chunks(x: np.ndarray, scale: float = 1.0):
+    """``scale * x`` in float64, :data:`STATS_CHUNK_ROWS` rows at a time: the float64 copy of ``x`` is never whole."""
+    for start in range(0, len(x), STATS_CHUNK_ROWS):
+        yield x[start:start + STATS_CHUNK_ROWS].astype(np.float64) * scale
+
+
+def _mean(x: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """``mean_rows(scale * x)`` in float64, summed a chunk at a time."""
+    return sum(c.sum(0) for c in _chunks(x, scale)) / len(x)
+
+
+def geometric_median(x: np.ndarray, scale: float = 1.0, iters: int = 100, tol: float = 1e-7) -> np.ndarray:
+    """Weiszfeld's algorithm: the point minimising the sum of Euclidean distances to the rows of ``scale * x``
+    (``x [n, d]`` of any float dtype). Computed in float64 a chunk of rows at a time, so beyond ``x`` it
+    needs one chunk's memory, not the two ``[n, d]`` float64 copies of the vectorised form."""
+    median = _mean(x, scale)
     for _ in range(iters):
-        dist = np.maximum(np.linalg.norm(x - median, axis=1), 1e-12)
-        new = (x / dist[:, None]).sum(0) / (1 / dist).sum()
+        weighted, inverse = np.zeros_like(median), 0.0
+        for c in _chunks(x, scale):
+            dist = np.maximum(np.linalg.norm(c - median, axis=1), 1e-12)
+            weighted += (c / dist[:, None]).sum(0)
+            inverse += (1 / dist).sum()
+        new = weighted / inverse
         if np.linalg.norm(new - median) <= tol * max(1.0, np.linalg.norm(median)):
             return new
         median = new
@@ -69,18 +92,22 @@ def geometric_median(x: np.ndarray, iters: int = 100, tol: float = 1e-7) -> np.n
 
 
 def init_stats(cache: ActivationCache, cfg: TrainConfig) -> tuple[float, np.ndarray]:
-    """``(scale, b_dec0)``: the factor giving mean norm ``sqrt(d)`` and the initial ``b_dec`` (scaled units)."""
+    """``(scale, b_dec0)``: the factor giving mean norm ``sqrt(d)`` and the initial ``b_dec`` (scaled units).
+
+    The sample is held once, in float32 (``b_dec_init_samples x d``), gathered and reduced in chunks
+    (float64 arithmetic), so these statistics need less memory than the training steps."""
     rng = np.random.default_rng([cfg.seed, 1])
     valid = cache.valid_indices()
     idx = np.sort(rng.choice(valid, size=min(cfg.b_dec_init_samples, len(valid)), replace=False))
-    x = cache.gather(idx).astype(np.float64)
-    mean_norm = np.linalg.norm(x, axis=1).mean()
+    x = np.empty((len(idx), cache.d), dtype=np.float32)
+    for start in range(0, len(idx), STATS_CHUNK_ROWS):
+        x[start:start + STATS_CHUNK_ROWS] = cache.gather(idx[start:start + STATS_CHUNK_ROWS])
+    mean_norm = np.concatenate([np.linalg.norm(c, axis=1) for c in _chunks(x)]).mean()
     if not np.isfinite(mean_norm) or mean_norm == 0:
         raise TrainingError(f"cache {cache.path} has mean row norm {mean_norm}; it cannot be trained on")
     scale = float(math.sqrt(cache.d) / mean_norm) if cfg.normalize_activations else 1.0
-    x *= scale
-    b_dec = {"geometric_median": geometric_median, "mean": lambda v: v.mean(0), "zeros": lambda v: np.zeros(v.shape[1])}
-    return scale, b_dec[cfg.b_dec_init](x)
+    b_dec = {"geometric_median": geometric_median, "mean": _mean, "zeros": lambda v, _: np.zeros(v.shape[1])}
+    return scale, b_dec[cfg.b_dec_init](x, scale)
 
 
 def _check_shared(configs: list[TrainConfig]) -> None:
@@ -201,26 +228,31 @@ def _train_locked(cache: ActivationCache, runs: list[tuple[str | Path, TrainConf
               unit_scale=True, desc=desc) as bar:
         try:
             for step, x in zip(range(start, base.steps), prefetch(batch, range(start, base.steps))):
-                records = [t.step(x, step) for t in trainers]
-                if records[0] is not None:
-                    bar.set_postfix(loss=f"{records[0]['loss']:.4g}", l0=f"{records[0]['l0']:.1f}")
-                    for t in trainers:
-                        t.write_log()
-                if (step + 1) % base.checkpoint_every_steps == 0 and step + 1 < base.steps:
+                for t in trainers:
+                    t.step(x, step)
+                checkpoint = (step + 1) % base.checkpoint_every_steps == 0 and step + 1 < base.steps
+                if checkpoint or (step + 1) % CHECK_EVERY_STEPS == 0 or step + 1 == base.steps:
+                    records = _check(trainers)
+                    if records:
+                        bar.set_postfix(loss=f"{records[-1]['loss']:.4g}", l0=f"{records[-1]['l0']:.1f}")
+                        for t in trainers:
+                            t.write_log()
+                if checkpoint:
                     # only weights that pass the step's own check are kept: the checkpoint a rerun resumes from
                     for t in trainers:
                         failure = t.failure_of_weights(x, step + 1)
                         if failure:
-                            raise t.stop(failure)
+                            raise t.stop(step + 1, failure)
                     _save_checkpoint(state_path, step + 1, trainers, fingerprint)
                     saved = step + 1
                 bar.update(base.batch_size)
             for t in trainers:  # no diverged SAE is saved, even from a run shorter than its warm-ups
                 failure = t.failure_of_weights(x, base.steps, final=True)
                 if failure:
-                    raise t.stop(failure)
+                    raise t.stop(base.steps, failure)
         except TrainingError as err:
-            for t in trainers:
+            for t in trainers:  # every log keeps the steps before the failure
+                t.take_records(before=getattr(err, "step", None))
                 t.write_log()
             cfg = getattr(err, "cfg", base)
             raise TrainingError(f"{err}. {_recovery_advice(state_path, saved, cfg)}") from err
@@ -233,6 +265,16 @@ def _train_locked(cache: ActivationCache, runs: list[tuple[str | Path, TrainConf
         out.append(sae_cfg)
     state_path.unlink(missing_ok=True)
     return out
+
+
+def _check(trainers: list[Trainer]) -> list[dict]:
+    """:meth:`Trainer.check` of every SAE of one pass: the TrainingError of the SAE that failed first (the
+    steps before it stay in every log), or the first SAE's new log records."""
+    failures = [(*failure, i) for i, t in enumerate(trainers) if (failure := t.first_failure())]
+    if failures:
+        step, message, i = min(failures, key=lambda f: (f[0], f[2]))
+        raise trainers[i].stop(step, message)
+    return [t.take_records() for t in trainers][0]
 
 
 def _resume(state_path: Path, trainers: list[Trainer], fingerprint: str, device: torch.device) -> int:

@@ -6,7 +6,10 @@ activation that turns ``pre [B, F]`` into the code ``f``, and what follows from 
 
 * :meth:`Variant.activation`: the dense code ``f [B, F]`` (evaluation, resampling, saved SAEs);
 * :meth:`Variant.training_code`: the training step's reconstruction, decoded sparsely where the
-  variant can, the code its L1 norm and L0 are measured on, and which latents fired;
+  variant can, the code its L1 norm and L0 are measured on, and which latents fired. It reads the
+  pre-activations from an :class:`~saesuite.sae.encoder.Encoding`: ``enc.dense()`` for a code with a
+  gradient at every entry, or ``enc.pre`` to choose entries and ``enc.at(indices)`` for a code that
+  uses only those (whose encoder backward is then sparse);
 * :attr:`Variant.l1_penalty`: whether the loss has an L1 term (TopK's sparsity is its k);
 * :attr:`Variant.default_dead_method`: what ``dead_latent_method: auto`` does;
 * :meth:`Variant.encoder_scale`: ``c`` of the initial ``W_enc = c * W_dec.T``;
@@ -31,6 +34,7 @@ import torch
 from torch import Tensor
 
 from saesuite.errors import ConfigError
+from saesuite.sae.encoder import Encoding
 
 
 class Code(NamedTuple):
@@ -38,13 +42,20 @@ class Code(NamedTuple):
 
     x_hat: Tensor  # [B, d] the reconstruction, b_dec included
     code: Tensor  # the code the step measures (L1 norm, L0): f [B, F], or a sparse code's values [B, k]
-    fired: Tensor  # [F] bool: the latents that fired on this batch
+    fired: Tensor  # [F] bool: the latents that fired on this batch (computed on the device, no host sync)
 
 
 def decode_sparse(values: Tensor, indices: Tensor, W_dec: Tensor) -> Tensor:
     """``sum_j values[:, j] * W_dec[indices[:, j]]``: a sparse code ``[B, k]`` decoded to ``[B, d]``
     without the dense code (no ``b_dec``)."""
     return torch.nn.functional.embedding_bag(indices, W_dec, per_sample_weights=values.to(W_dec.dtype), mode="sum")
+
+
+def fired_in(indices: Tensor, values: Tensor, n: int) -> Tensor:
+    """``[n]`` bool: the latents with a positive value somewhere in a sparse code ``(values, indices [B, k])``
+    (a count per latent, so no boolean indexing and no host sync on a GPU)."""
+    counts = torch.zeros(n, device=values.device)
+    return counts.scatter_add_(0, indices.reshape(-1), (values.detach() > 0).reshape(-1).float()) > 0
 
 
 @dataclass(frozen=True)
@@ -60,13 +71,18 @@ class Variant:
         """``[B, F] -> [B, F]`` the dense code."""
         raise NotImplementedError
 
-    def training_code(self, pre: Tensor, W_dec: Tensor, b_dec: Tensor) -> Code:
-        """The training step's forward pass from ``pre [B, F]`` and the decoder (see :class:`Code`)."""
+    def training_code(self, enc: Encoding, W_dec: Tensor, b_dec: Tensor) -> Code:
+        """The training step's forward pass from a batch's pre-activations and the decoder (see :class:`Code`)."""
         raise NotImplementedError
 
     def encoder_scale(self, d: int, d_sae: int) -> float:
         """``c`` of the initial ``W_enc = c * W_dec.T`` (random unit decoder rows)."""
         raise NotImplementedError
+
+    def active(self) -> int | None:
+        """The most latents a row's code uses (TopK's ``k``), or None if any number may fire: whether the
+        encoder's backward can be sparse (:func:`saesuite.sae.encoder.sparse_backward_pays`)."""
+        return None
 
     def check_width(self, d_sae: int) -> None:
         """Raise ConfigError if the variant cannot act on ``d_sae`` latents."""
@@ -88,8 +104,8 @@ class ReLU(Variant):
     def activation(self, pre: Tensor) -> Tensor:
         return torch.relu(pre)
 
-    def training_code(self, pre: Tensor, W_dec: Tensor, b_dec: Tensor) -> Code:
-        f = torch.relu(pre)
+    def training_code(self, enc: Encoding, W_dec: Tensor, b_dec: Tensor) -> Code:
+        f = torch.relu(enc.dense())
         return Code(torch.addmm(b_dec, f, W_dec), f, f.amax(0) > 0)
 
     def encoder_scale(self, d: int, d_sae: int) -> float:
@@ -117,14 +133,17 @@ class TopK(Variant):
         values, indices = self.sparse_code(pre)
         return torch.zeros_like(pre).scatter_(-1, indices, values)
 
-    def training_code(self, pre: Tensor, W_dec: Tensor, b_dec: Tensor) -> Code:
-        values, indices = self.sparse_code(pre)  # decoded without forming the dense [B, F] code
-        fired = torch.zeros(pre.shape[-1], dtype=torch.bool, device=pre.device)
-        fired[indices[values > 0]] = True
-        return Code(decode_sparse(values, indices, W_dec) + b_dec, values, fired)
+    def training_code(self, enc: Encoding, W_dec: Tensor, b_dec: Tensor) -> Code:
+        # chosen on the values, differentiated at the k entries only, decoded without the dense [B, F] code
+        _, indices = self.sparse_code(enc.pre)
+        values = torch.relu(enc.at(indices))
+        return Code(decode_sparse(values, indices, W_dec) + b_dec, values, fired_in(indices, values, W_dec.shape[0]))
 
     def encoder_scale(self, d: int, d_sae: int) -> float:
         return 1.0  # the k best-aligned rows reconstruct a part of v, as in Gao et al.
+
+    def active(self) -> int:
+        return self.k
 
     def check_width(self, d_sae: int) -> None:
         if not 0 < self.k <= d_sae:

@@ -1,0 +1,274 @@
+"""The rehearsal's cost table and the paper run's projected cost (benchmarks/README.md, "Rehearsal").
+
+    python benchmarks/rehearsal_cost.py [--run results/rehearsal] [--readme benchmarks/README.md]
+    python benchmarks/rehearsal_cost.py memory --rows 25000 50000   # peak memory against rows
+
+Measured: every job's Snakemake benchmark file (wall ``s``, ``cpu_time``, ``max_rss``, ``io_out``)
+summed per rule, and the bytes each stage's folder holds. On a shared machine wall time is inflated
+by other processes; rates are taken from ``cpu_time``.
+
+Projected (labelled so): the paper run (config/config.yaml: 1,281,167 + 50,000 images, 2,560 steps,
+6 SAEs per model in one pass, 2 extra seeds, the expansion-64 replication, 100 permutations and 50
+interval splits). GPU stages are FLOP counts over (peak x a stated achievable fraction), floored by
+the CPU work that stays on the host (JPEG decoding, measured here per image); stages that run on
+the CPU whatever the device (the comparison's scores, figures, explorer, paper) are their measured
+CPU time scaled by the paper's counts. A SLURM cluster of N GPUs divides the GPU-parallel stages
+(cache shards, SAE jobs) by N and leaves the rest.
+
+``memory`` evaluates the ViT-L-14 SAE and compares the two main SAEs (no permutations or splits) on
+the first 25,000 and all 50,000 rows of the rehearsal's eval caches, each in its own process, and
+writes peak RSS and its slope per row to ``results/rehearsal/memory.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# what the paper run does (config/config.yaml) against what the rehearsal did (config/rehearsal.yaml)
+PAPER = {"train_images": 1_281_167, "eval_images": 50_000, "steps": 2560, "batch": 1024, "d": 1024, "F": 16384,
+         "F_replication": 65536, "saes_per_pass": 6, "extra_seeds": 2, "permutations": 100, "interval_splits": 50,
+         "cache_workers": 14}
+GPUS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 peak FLOP/s (SXM)
+FIGURE_RULES = {"frontier": "figure_frontier", "training_curve": "figure_training_curve",
+                "lifetime_sparsity": "figure_lifetime_sparsity", "compare_sweep": "figure_compare_sweep"}
+STAGE_DIRS = ("data", "cache", "sae", "eval", "sweep", "compare", "explorer", "figures", "paper", "planted")
+SHARD_LOG = re.compile(r"(\d+) images in ([\d.]+) s .*waiting for data ([\d.]+) s, model ([\d.]+) s")
+MARK = ("<!-- rehearsal-cost:start -->", "<!-- rehearsal-cost:end -->")
+
+
+def rule_of(tsv: Path, bench_dir: Path) -> str:
+    """The rule a benchmark file belongs to: its folder (``cache_shard/...``), its stem, or a figure rule."""
+    rel = tsv.relative_to(bench_dir)
+    if rel.parts[0] == "figures":
+        return next(rule for prefix, rule in FIGURE_RULES.items() if rel.stem.startswith(prefix))
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def measured(run: Path) -> dict:
+    """Per rule: jobs, wall and cpu seconds (summed over its jobs), peak RSS (MB, the largest job), MB written."""
+    rules: dict[str, dict] = {}
+    for tsv in sorted((run / "benchmarks").rglob("*.tsv")):
+        with open(tsv) as fh:
+            row = next(csv.DictReader(fh, delimiter="\t"))
+        r = rules.setdefault(rule_of(tsv, run / "benchmarks"),
+                             {"jobs": 0, "wall_s": 0.0, "cpu_s": 0.0, "peak_rss_mb": 0.0, "written_mb": 0.0})
+        r["jobs"] += 1
+        r["wall_s"] += float(row["s"])
+        r["cpu_s"] += float(row["cpu_time"])
+        r["peak_rss_mb"] = max(r["peak_rss_mb"], float(row["max_rss"]))
+        r["written_mb"] += float(row["io_out"])
+    return rules
+
+
+def disk(run: Path) -> dict:
+    """MB on disk per stage folder of the run (``du``-like: the files' sizes)."""
+    return {name: round(sum(f.stat().st_size for f in (run / name).rglob("*") if f.is_file()) / 1e6, 1)
+            for name in STAGE_DIRS if (run / name).exists()}
+
+
+def backbone_rates(run: Path) -> dict:
+    """Per model, from its cache shards' logs: seconds of model and of data loading (decode + resize,
+    in one process) per image. A cache's images are its manifest's ``synthetic.rows[0]`` (all its rows
+    without synthetic rows); a shard of synthetic rows only adds no model or data time."""
+    rates = {}
+    for manifest in sorted((run / "cache").glob("*/*/manifest.json")):
+        m = json.loads(manifest.read_text())
+        r = rates.setdefault(m["model"], {"images": 0, "model_s": 0.0, "data_s": 0.0})
+        r["images"] += (m.get("synthetic") or {"rows": [m["n"]]})["rows"][0]
+        for log in (run / "logs" / "cache_shard").glob(f"{m['model']}_{m['split']}_*.log"):
+            found = SHARD_LOG.search(log.read_text())
+            r["model_s"] += float(found.group(4))
+            r["data_s"] += float(found.group(3))
+    return {m: {"images": r["images"], "model_s_per_image": r["model_s"] / r["images"],
+                "data_s_per_image": r["data_s"] / r["images"]} for m, r in rates.items()}
+
+
+def backbone_flops() -> dict:
+    """FLOPs of one 224 px image up to each paper hook (torch's FlopCounterMode on the real towers).
+    MultiheadAttention's fused fast path is turned off: the counter does not see inside it."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from saesuite.models.backbones import load_backbone
+
+    torch.backends.mha.set_fastpath_enabled(False)
+    out = {}
+    for name, hook in (("RN50", "attnpool"), ("ViT-L-14", "resid_cls:22")):
+        backbone = load_backbone(name, None, hook, init_seed=0)
+        with FlopCounterMode(display=False) as counter, torch.inference_mode():
+            backbone.activations(torch.zeros(1, 3, 224, 224))
+        out[name] = counter.get_total_flops()
+    return out
+
+
+def project(rules: dict, rates: dict, flops: dict, gpu: str, fraction: float, n_gpus: int) -> dict:
+    """Projected seconds per rule of the paper run: on one ``gpu`` at ``fraction`` of its bf16 peak, and on
+    ``n_gpus`` of them under SLURM. Each entry says how it was obtained."""
+    p, rate = PAPER, GPUS[gpu] * fraction
+    sae_step = 6 * p["batch"] * p["d"] * p["F"]  # forward (encode + decode) and backward of one SAE step
+    images = p["train_images"] + p["eval_images"]
+    out = {}
+    cache_gpu = sum(flops.values()) * images / rate
+    decode = sum(r["data_s_per_image"] for r in rates.values()) * images / p["cache_workers"]
+    out["cache_shard"] = {"gpu_s": max(cache_gpu, decode), "parallel": True,
+                          "how": f"max(FLOPs {sum(flops.values()) / 1e9:.0f} GFLOP/image x {images:,} images / rate, "
+                                 f"JPEG decode {sum(r['data_s_per_image'] for r in rates.values()) * 1e3:.0f} ms/image "
+                                 f"(measured, both models) / {p['cache_workers']} workers)"}
+    train = {"train_sae": 2 * p["saes_per_pass"], "train_seed_sae": 2 * p["extra_seeds"],
+             "train_replication": p["F_replication"] / p["F"]}
+    for rule, saes in train.items():
+        out[rule] = {"gpu_s": saes * p["steps"] * sae_step / rate, "parallel": True,
+                     "how": f"{saes:g} SAE(s) of F = 16,384 x {p['steps']} steps x 6·B·d·F FLOPs / rate"}
+    encode = 4 * p["eval_images"] * p["d"] * p["F"]  # encode + decode of every eval row
+    # zero-shot fidelity of A, B and the replication (on B) over every eval image: at most 2 passes each
+    fidelity = p["eval_images"] * 2 * (flops["RN50"] + 2 * flops["ViT-L-14"])
+    host = lambda rule: rules.get(rule, {}).get("cpu_s", 0.0)  # noqa: E731 (measured here at the paper's shapes)
+    out["evaluate_sae"] = {"gpu_s": (2 * encode + 4 * encode + fidelity) / rate + host("evaluate_sae"), "parallel": True,
+                           "how": "A, B (F = 16k), replication (F = 64k): 4·N·d·F each + zero-shot fidelity over 50,000 "
+                                  "images (2 passes) / rate, + the measured CPU time at the same shapes (an upper "
+                                  "bound on the host's statistics)"}
+    out["sweep_frontier"] = {"gpu_s": 2 * p["saes_per_pass"] * encode / rate + host("sweep_frontier") * 2, "parallel": True,
+                             "how": "6 SAEs per model: 4·N·d·F each / rate, + measured CPU time x 2 (3 SAEs here)"}
+    units = lambda perms, splits, seeds: 1 + perms + splits + seeds  # noqa: E731 (score passes of one comparison)
+    for rule in rules:
+        if rule in out or rule == "imagenet_fixture":
+            continue
+        scale = 1.0
+        how = "measured CPU time (runs on the CPU at any device, same counts)"
+        if rule == "compare_saes":
+            scale = units(p["permutations"], p["interval_splits"], p["extra_seeds"]) / units(2, 2, 1)
+            how = (f"measured CPU time x {scale:.1f}: score passes 1 + 100 permutations + 50 splits + 2 seeds "
+                   "against 1 + 2 + 2 + 1 here (scores run on the CPU)")
+        elif rule == "compare_sweep":
+            scale = p["saes_per_pass"] / 3
+            how = "measured CPU time x 2: 6 SAE pairs against 3 here"
+        out[rule] = {"gpu_s": rules[rule]["cpu_s"] * scale, "parallel": False, "how": how}
+    for entry in out.values():
+        entry["slurm_s"] = entry["gpu_s"] / n_gpus if entry["parallel"] else entry["gpu_s"]
+    return out
+
+
+def table(rules: dict, projection: dict, gpu: str, n_gpus: int) -> str:
+    """The markdown table: measured per rule beside the projection."""
+    lines = [f"| rule | jobs | wall s (measured) | CPU s (measured) | peak RSS MB (measured) | written MB (measured) "
+             f"| paper on 1 {gpu} s (projected) | paper on {n_gpus} GPUs s (projected) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for rule, r in sorted(rules.items(), key=lambda kv: -kv[1]["cpu_s"]):
+        proj = projection.get(rule, {})
+        lines.append(f"| {rule} | {r['jobs']} | {r['wall_s']:.0f} | {r['cpu_s']:.0f} | {r['peak_rss_mb']:.0f} | "
+                     f"{r['written_mb']:.0f} | {proj.get('gpu_s', 0):.0f} | {proj.get('slurm_s', 0):.0f} |")
+    total = lambda key: sum(e.get(key, 0) for e in projection.values())  # noqa: E731
+    lines.append(f"| **total** | {sum(r['jobs'] for r in rules.values())} | {sum(r['wall_s'] for r in rules.values()):.0f} "
+                 f"| {sum(r['cpu_s'] for r in rules.values()):.0f} | {max(r['peak_rss_mb'] for r in rules.values()):.0f} "
+                 f"| {sum(r['written_mb'] for r in rules.values()):.0f} | {total('gpu_s'):.0f} | {total('slurm_s'):.0f} |")
+    return "\n".join(lines)
+
+
+def write_readme(readme: Path, text: str) -> None:
+    """Replace the block between the rehearsal markers of ``readme`` (appended if absent)."""
+    old = readme.read_text()
+    block = f"{MARK[0]}\n{text}\n{MARK[1]}"
+    if MARK[0] in old:
+        head, rest = old.split(MARK[0], 1)
+        readme.write_text(head + block + rest.split(MARK[1], 1)[1])
+    else:
+        readme.write_text(old.rstrip("\n") + "\n\n" + block + "\n")
+
+
+def memory_slope(run: Path, rows: list[int]) -> dict:
+    """Peak RSS of evaluation and comparison on the first ``rows`` rows of the eval caches, each in a fresh
+    process (this script's ``stage`` mode), and its slope in MB per 1,000 rows."""
+    out: dict = {}
+    for n in rows:
+        for stage in ("evaluate", "compare"):
+            child = subprocess.run([sys.executable, __file__, "stage", "--run", str(run), "--stage", stage,
+                                    "--rows", str(n), str(n)], capture_output=True, text=True, cwd=REPO)
+            if child.returncode:
+                raise RuntimeError(child.stderr[-2000:])
+            out.setdefault(stage, {})[n] = json.loads(child.stdout.strip().splitlines()[-1])
+    for sizes in out.values():
+        (a, ra), (b, rb) = sorted(sizes.items())
+        sizes["slope_mb_per_1k_rows"] = (rb["peak_rss_mb"] - ra["peak_rss_mb"]) / (b - a) * 1000
+    return out
+
+
+def run_stage(run: Path, n_rows: int, stage: str) -> dict:
+    """One stage on the first ``n_rows`` rows of the eval caches (copied to a temporary folder first):
+    the process's peak RSS (MB), its RSS before the stage started and the stage's seconds."""
+    import tempfile
+    import time
+
+    import numpy as np
+
+    from saesuite.cache.format import write_array_cache
+    from saesuite.cache.reader import ActivationCache
+
+    tmp = Path(tempfile.mkdtemp(prefix="rehearsal-rows-"))
+
+    def first_rows(model: str) -> Path:
+        cache = ActivationCache.open(run / "cache" / model / "val", checksums=False)
+        meta = {k: v for k, v in cache.manifest.items() if k not in ("n", "shards", "n_bad", "bad_rows", "d", "dtype")}
+        return write_array_cache(tmp / model, cache.gather(np.arange(n_rows)), meta,
+                                 labels=cache.labels()[:n_rows], n_shards=2)
+
+    caches = {model: first_rows(model) for model in ("RN50", "ViT-L-14")}
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    if stage == "evaluate":
+        from saesuite.evaluate.evaluation import EvalConfig, evaluate_sae
+
+        evaluate_sae(run / "sae" / "ViT-L-14", caches["ViT-L-14"], tmp / "eval", EvalConfig(device="cpu"))
+    else:
+        from saesuite.compare.features import CompareSettings
+        from saesuite.compare.saes import compare_saes
+
+        compare_saes(caches["RN50"], run / "sae" / "RN50", caches["ViT-L-14"], run / "sae" / "ViT-L-14",
+                     tmp / "compare", settings=CompareSettings(permutations=0, interval_splits=0))
+    return {"rows": n_rows, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "before_stage_mb": before, "seconds": time.perf_counter() - t0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", nargs="?", default="cost", choices=("cost", "memory", "stage"),
+                        help="stage: one stage at --rows rows (memory's child process)")
+    parser.add_argument("--stage", choices=("evaluate", "compare"), default="evaluate")
+    parser.add_argument("--run", type=Path, default=REPO / "results" / "rehearsal")
+    parser.add_argument("--readme", type=Path, default=REPO / "benchmarks" / "README.md")
+    parser.add_argument("--gpu", default="H100", choices=sorted(GPUS))
+    parser.add_argument("--fraction", type=float, default=0.4, help="achievable fraction of the bf16 peak")
+    parser.add_argument("--gpus", type=int, default=8, help="GPUs of the SLURM projection")
+    parser.add_argument("--rows", type=int, nargs=2, default=[25000, 50000])
+    args = parser.parse_args()
+    if args.mode == "stage":
+        print(json.dumps(run_stage(args.run, args.rows[0], args.stage)))
+        return
+    if args.mode == "memory":
+        result = memory_slope(args.run, args.rows)
+        (args.run / "memory.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2))
+        return
+    rules, rates, flops = measured(args.run), backbone_rates(args.run), backbone_flops()
+    projection = project(rules, rates, flops, args.gpu, args.fraction, args.gpus)
+    cost = {"measured": {"rules": rules, "disk_mb": disk(args.run), "backbone_rates": rates,
+                         "note": "cpu_s from Snakemake's cpu_time; wall time inflated by other processes on the machine"},
+            "projected": {"gpu": args.gpu, "fraction_of_peak": args.fraction, "peak_flops": GPUS[args.gpu],
+                          "slurm_gpus": args.gpus, "backbone_flops_per_image": flops, "paper": PAPER, "rules": projection,
+                          "total_gpu_s": sum(e["gpu_s"] for e in projection.values()),
+                          "total_slurm_s": sum(e["slurm_s"] for e in projection.values())}}
+    (args.run / "cost.json").write_text(json.dumps(cost, indent=2) + "\n")
+    write_readme(args.readme, table(rules, projection, args.gpu, args.gpus))
+    print(table(rules, projection, args.gpu, args.gpus))
+
+
+if __name__ == "__main__":
+    main()
