@@ -3,11 +3,6 @@
 # job also writes the images' CLIP embeddings (embed-NNNNN.npy) from the same forward pass.
 
 
-def cache_embeds(model, split):
-    """The image-embedding files of a cache's shards (evaluation names latents from them)."""
-    return shard_paths(model, split, SHARDS[split], "embed")
-
-
 rule cache_shard:
     input:
         dataset_input,

@@ -149,6 +149,11 @@ def shard_paths(model, split, n, kind="npy"):
     return [f"{RUN}/cache/{model}/{split}/{shard_file(kind, i)}" for i in range(n)]
 
 
+def cache_embeds(model, split):
+    """The image-embedding files of a cache's shards (evaluation names latents from them)."""
+    return shard_paths(model, split, SHARDS[split], "embed")
+
+
 def shard_files(kind):
     """Input function: every shard's `kind` file of the cache of the job's model and split."""
     return lambda w: shard_paths(w.model, w.split, SHARDS[w.split], kind)

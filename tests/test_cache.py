@@ -58,7 +58,7 @@ def test_embeddings_are_the_image_embedding_from_the_same_pass(caches, fixture_s
     """embed-NNNNN.npy holds encode_image's output, across shards; for attnpool it is the hook itself."""
     rows = np.array([0, 59, 60, 119])
     for model, hook in (("tiny-ViT", "resid_cls:-2"), ("tiny-RN", "attnpool")):
-        cache = ActivationCache.open(caches[(model, "test")])
+        cache = ActivationCache.open(caches[(model, "test")], embeddings=True)
         backbone = load_backbone(model, None, hook)
         images = torch.stack([load_dataset(fixture_spec, "test", transform=backbone.preprocess)[i][0] for i in rows])
         with torch.no_grad():
@@ -73,12 +73,20 @@ def test_a_cache_without_embeddings_says_so(tmp_path):
     from saesuite.cache.format import write_array_cache
 
     x = np.ones((6, 3), np.float32)
-    plain = ActivationCache.open(write_array_cache(tmp_path / "plain", x, {"model": "m", "hook": "h"}, n_shards=2))
+    plain = ActivationCache.open(write_array_cache(tmp_path / "plain", x, {"model": "m", "hook": "h"}, n_shards=2),
+                                 embeddings=True)
     with pytest.raises(CacheError, match="no image embeddings"):
         plain.embeddings(np.array([0]))
     embed = np.arange(12, dtype=np.float32).reshape(6, 2)
     given = write_array_cache(tmp_path / "given", x, {"model": "m", "hook": "h"}, n_shards=2, embed=embed)
-    np.testing.assert_array_equal(ActivationCache.open(given).embeddings(np.array([5, 0, 3])), embed[[5, 0, 3]])
+    np.testing.assert_array_equal(ActivationCache.open(given, embeddings=True).embeddings(np.array([5, 0, 3])),
+                                  embed[[5, 0, 3]])
+    # a reader that does not ask for them neither opens nor needs them (a training job declares the shards alone)
+    for f in given.glob("embed-*.npy"):
+        f.unlink()
+    assert ActivationCache.open(given).gather(np.array([1])).tolist() == [[1.0, 1.0, 1.0]]
+    with pytest.raises(CacheError, match="embed-00000.npy is missing"):
+        ActivationCache.open(given, embeddings=True)
 
 
 def test_shard_rows_tile_the_range():

@@ -151,7 +151,7 @@ def test_evaluation_writes_the_latent_stats_of_a_direct_computation(tmp_path):
     assert not set(stats["band_rows"].ravel()) & set(bad)
     assert int(stats["band_seed"]) == 5
     assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == [
-        "inputs.npz", "latent_stats.npz", "latents.csv", "latents.npz", "metrics.json"]  # no spill left
+        "inputs.npz", "latent_stats.npz", "latents.csv", "latents.npz", "metrics.json", "names.json"]  # no spill left
 
 
 def test_a_latent_stats_file_with_a_missing_or_misshapen_array_is_refused(tmp_path):

@@ -46,7 +46,7 @@ def test_names_recover_the_planted_class_of_each_concept(tmp_path, noise, floor)
     """Known answer: each concept's top images carry its class; the method names that class."""
     z, embed, text, labels, truth = planted_concepts(noise)
     cache = ActivationCache.open(write_array_cache(tmp_path / "c", z.astype(np.float32), {"model": "m", "hook": "h"},
-                                                   labels=labels, n_shards=3, embed=embed))
+                                                   labels=labels, n_shards=3, embed=embed), embeddings=True)
     classes = [f"class{c}" for c in range(len(text))]
     record = top_image_names(cache, topk_rows(z, 9), labels, text, classes, Naming("a photo of a {}.", 3, 9))
     best = np.array([names[0] for names in record["names"]])
@@ -70,7 +70,7 @@ def test_means_and_majorities_match_a_direct_loop(tmp_path):
     embed = rng.normal(size=(50, 6)).astype(np.float32)
     labels = rng.integers(0, 4, 50)
     cache = ActivationCache.open(write_array_cache(tmp_path / "c", np.zeros((50, 2), np.float32), {"model": "m", "hook": "h"},
-                                                   labels=labels, n_shards=2, embed=embed))
+                                                   labels=labels, n_shards=2, embed=embed), embeddings=True)
     rows = np.array([[3, 49, 7], [10, -1, -1], [-1, -1, -1], [25, 24, 26]])
     means, counts = mean_top_embeddings(cache, rows)
     assert counts.tolist() == [3, 1, 0, 3]
@@ -124,7 +124,7 @@ def test_evaluation_names_residual_stream_latents_as_clip_would_name_their_top_i
             checked += 1
     assert checked >= 3
     # the single-image ceiling over the whole split, by the same matching
-    emb = torch.from_numpy(ActivationCache.open(caches[("tiny-ViT", "test")]).embeddings(np.arange(120)))
+    emb = torch.from_numpy(ActivationCache.open(caches[("tiny-ViT", "test")], embeddings=True).embeddings(np.arange(120)))
     accuracy = ((emb @ text.T).argmax(1).numpy() == ActivationCache.open(caches[("tiny-ViT", "test")]).labels()).mean()
     assert record["score"]["image_zero_shot_accuracy"] == pytest.approx(accuracy)
 

@@ -183,13 +183,17 @@ def test_a_missing_dataset_fails_the_job_with_where_it_looked(tmp_path):
 # --- packaging: provenance, code hashes, report, paper PDF, SLURM profile -------------------
 
 
-def test_provenance_records_the_run_and_every_output(smoke_run):
+def test_provenance_records_the_run_and_every_output(smoke_run, tmp_path):
     from saesuite.files import sha256_file
     from saesuite.report.provenance import config_hash
+    from saesuite.schema import load_config
 
     run = smoke_run
     record = json.loads((run / "provenance.json").read_text())
-    config = yaml.safe_load((run.parents[1] / "config" / "smoke.yaml").read_text())
+    workdir = run.parents[1]
+    # the config the run used: the file, with the schema's defaults filled in as the Snakefile fills them
+    config = load_config(workdir / "config" / "smoke.yaml", workdir / "config" / "config.schema.yaml", tmp_path / "log")
+    assert config != yaml.safe_load((workdir / "config" / "smoke.yaml").read_text())  # some default was filled in
     assert record["config"] == config and record["config_sha256"] == config_hash(config)
     assert record["git"] == {"commit": None, "dirty": None}  # the copy is not a git work tree
     assert record["packages"]["saesuite"] == "0.1.0" and record["packages"]["torch"].startswith("2.14.1")

@@ -30,14 +30,17 @@ class ActivationCache:
     embeds: list[np.ndarray] | None = None  # each shard's image embeddings [rows, embed_dim], if the cache has them
 
     @classmethod
-    def open(cls, path: str | Path, *, checksums: bool = True, finite: bool = True) -> "ActivationCache":
-        """Open a cache after :func:`~saesuite.cache.verify.verify_cache` (the check ``saesuite verify-cache`` runs)."""
+    def open(cls, path: str | Path, *, checksums: bool = True, finite: bool = True,
+             embeddings: bool = False) -> "ActivationCache":
+        """Open a cache after :func:`~saesuite.cache.verify.verify_cache` (the check ``saesuite verify-cache``
+        runs). The image embeddings are verified and opened only with ``embeddings`` (evaluation's naming):
+        a training or comparison job reads, and declares, the shards alone."""
         path = Path(path)
-        manifest = verify_cache(path, checksums=checksums, finite=finite)
+        manifest = verify_cache(path, checksums=checksums, finite=finite, embeddings=embeddings)
         shards = [np.load(path / s["file"], mmap_mode="r") for s in manifest["shards"]]
         offsets = np.concatenate([[0], np.cumsum([s["rows"] for s in manifest["shards"]])]).astype(np.int64)
         embeds = ([np.load(path / s["embed"]["file"], mmap_mode="r") for s in manifest["shards"]]
-                  if "embed_dim" in manifest else None)
+                  if embeddings and "embed_dim" in manifest else None)
         return cls(path, manifest, shards, offsets, embeds)
 
     @property
@@ -80,7 +83,8 @@ class ActivationCache:
         """The CLIP image embeddings of rows ``indices`` ``[b]`` as float32 ``[b, embed_dim]`` (not normalised;
         zeros for bad images), in the order given. A :class:`CacheError` for a cache that has none."""
         if self.embeds is None:
-            raise CacheError(f"{self.path}: this cache holds no image embeddings (its manifest has no embed_dim)")
+            raise CacheError(f"{self.path}: no image embeddings opened (its manifest has no embed_dim, or the cache "
+                             "was opened without embeddings=True)")
         return self._gather(self.embeds, indices, int(self.manifest["embed_dim"]))
 
     def _gather(self, arrays: list[np.ndarray], indices: np.ndarray, width: int) -> np.ndarray:

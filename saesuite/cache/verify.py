@@ -20,20 +20,22 @@ from saesuite.files import sha256_file
 FINITE_BLOCK = 16384  # rows checked for NaN/inf at a time: bounds verify's memory
 
 
-def verify_cache(path: str | Path, *, checksums: bool = True, finite: bool = False) -> dict:
+def verify_cache(path: str | Path, *, checksums: bool = True, finite: bool = False, embeddings: bool = True) -> dict:
     """Check a cache directory against its manifest; return the manifest or raise :class:`CacheError`.
 
     Checks that every shard exists, holds ``[rows, d]`` of the stated dtype, that
     the rows add up to ``n`` and match ``labels.npy``, that ``bad_rows`` name distinct
     rows in range, and (``checksums``) its sha256; with ``finite`` also that no value
-    is NaN or inf and that bad rows are zeros. The message names the shard at fault.
+    is NaN or inf and that bad rows are zeros. The message names the shard at fault. The image
+    embeddings are checked the same way, unless ``embeddings`` is False (a reader that does not use
+    them: a job then needs only the shards among its inputs).
     """
     path = Path(path)
     manifest = read_manifest(path)
     bad = bad_rows(manifest)
     total = 0
     for index, record in enumerate(manifest["shards"]):
-        for part in _parts(path, manifest, index):
+        for part in _parts(path, manifest, index, embeddings):
             _check_shard(path, manifest, index, part, first_row=total, bad=bad, checksums=checksums, finite=finite)
         total += record["rows"]
     if total != manifest["n"]:
@@ -47,11 +49,12 @@ def verify_cache(path: str | Path, *, checksums: bool = True, finite: bool = Fal
     return manifest
 
 
-def _parts(path: Path, manifest: dict, index: int) -> list[tuple[str, str, int]]:
-    """``(file, sha256, width)`` of shard ``index``'s arrays: its rows, then its embeddings if the cache has them."""
+def _parts(path: Path, manifest: dict, index: int, embeddings: bool) -> list[tuple[str, str, int]]:
+    """``(file, sha256, width)`` of shard ``index``'s arrays: its rows, then its embeddings if the cache has
+    them and ``embeddings``."""
     record = manifest["shards"][index]
     parts = [(record["file"], record["sha256"], manifest["d"])]
-    if "embed_dim" in manifest:
+    if embeddings and "embed_dim" in manifest:
         if "embed" not in record:
             raise CacheError(f"{path}: shard {record['file']} lists no image embeddings though the manifest has "
                              "embed_dim; rebuild the cache")

@@ -133,7 +133,7 @@ def check_sae_matches_cache(sae: SAE, sae_cfg: dict, sae_dir, cache: ActivationC
 
 def _open_matching(sae_dir, cache_dir, device: str) -> tuple[SAE, dict, ActivationCache]:
     sae, sae_cfg = load_sae(sae_dir, device)
-    cache = ActivationCache.open(cache_dir)
+    cache = ActivationCache.open(cache_dir, embeddings=True)  # the naming reads the images' embeddings
     check_sae_matches_cache(sae, sae_cfg, sae_dir, cache)
     return sae, sae_cfg, cache
 
