@@ -78,7 +78,11 @@ else:
     FIXTURE = f"{DATA_ROOT}/cifar-10-batches-py/saesuite-fixture.json"
     # the generated ImageFolder in ImageNet's layout (config/rehearsal.yaml): its marker, written last
     IMAGENET_FIXTURE = f"{DATA_ROOT}/saesuite-fixture.json"
-    # every file of the CIFAR-10 layout the fixture writes beside its marker
+    # real CIFAR-10 fetched by torchvision (dataset.download): one job downloads it before any cache job
+    DOWNLOAD_CIFAR10 = (
+        config["dataset"]["kind"] == "cifar10" and config["dataset"].get("download") and not config.get("fixture")
+    )
+    # every file of the CIFAR-10 layout: what the fixture writes beside its marker, or the download
     FIXTURE_FILES = [
         f"{DATA_ROOT}/cifar-10-batches-py/{name}"
         for name in ("batches.meta", *(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
@@ -137,8 +141,11 @@ def gpus(device):
 
 
 def dataset_input(wildcards):
-    """The fixture's files when the config builds one (a workflow output); real data is external.
+    """The fixture's files when the config builds one, or CIFAR-10's when the workflow downloads it (a
+    workflow output, so parallel cache jobs never download into one folder); real data is external.
     Every file a rule reads is declared, so a rule's generated unit test (.tests/unit) has them."""
+    if DOWNLOAD_CIFAR10:
+        return FIXTURE_FILES
     if not config.get("fixture"):
         return []
     return [IMAGENET_FIXTURE] if config["dataset"]["kind"] == "imagenet" else [FIXTURE, *FIXTURE_FILES]

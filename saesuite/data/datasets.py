@@ -118,6 +118,13 @@ def _cifar10(spec: DatasetSpec, split: str, transform):
         ) from err
 
 
+def download_cifar10(root: str | Path) -> None:
+    """Fetch real CIFAR-10 into ``root`` with torchvision, which checks the archive's md5 and each
+    file's (a complete copy already there is only checked)."""
+    for train in (True, False):
+        CIFAR10(str(root), train=train, download=True)
+
+
 class CIFAR10Fixture(CIFAR10):
     """torchvision's CIFAR10 reader, checking the fixture's own md5 sums instead of the official ones."""
 
