@@ -114,7 +114,7 @@ def project(rules: dict, rates: dict, flops: dict, gpu: str, fraction: float, n_
     """Projected seconds per rule of the paper run: on one ``gpu`` at ``fraction`` of its bf16 peak, and on
     ``n_gpus`` of them under SLURM. Each entry says how it was obtained."""
     p, rate = PAPER, GPUS[gpu] * fraction
-    sae_step = 6 * p["batch"] * p["d"] * p["F"]  # forward (encode + decode) and backward of one SAE step
+    sae_step = 10 * p["batch"] * p["d"] * p["F"]  # encode + decode, and the backward matmuls for W_dec, f and W_enc
     images = p["train_images"] + p["eval_images"]
     out = {}
     cache_gpu = sum(flops.values()) * images / rate
@@ -127,7 +127,7 @@ def project(rules: dict, rates: dict, flops: dict, gpu: str, fraction: float, n_
              "train_replication": p["F_replication"] / p["F"]}
     for rule, saes in train.items():
         out[rule] = {"gpu_s": saes * p["steps"] * sae_step / rate, "parallel": True,
-                     "how": f"{saes:g} SAE(s) of F = 16,384 x {p['steps']} steps x 6·B·d·F FLOPs / rate"}
+                     "how": f"{saes:g} SAE(s) of F = 16,384 x {p['steps']} steps x 10·B·d·F FLOPs / rate"}
     encode = 4 * p["eval_images"] * p["d"] * p["F"]  # encode + decode of every eval row
     # zero-shot fidelity of A, B and the replication (on B) over every eval image: at most 2 passes each
     fidelity = p["eval_images"] * 2 * (flops["RN50"] + 2 * flops["ViT-L-14"])
