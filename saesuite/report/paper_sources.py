@@ -197,3 +197,22 @@ def write_timings(benchmarks: list[str], patterns: dict[str, str], out: str | Pa
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(text)
     return text
+
+
+def compile_pdf(tex: str | Path, paper_dir: str | Path, log=None) -> Path:
+    """``main.pdf`` in ``paper_dir``: latexmk compiles a copy of ``tex`` (paper/main.tex) there, beside
+    numbers.tex, sources.tex, tables/ and the timing table; the section files and the bibliography
+    are read from ``tex``'s own folder (TEXINPUTS, BIBINPUTS), and latexmk runs BibTeX as the .bib
+    requires. latexmk's output goes to ``log`` (a text stream; default stdout)."""
+    import shutil
+    import subprocess
+    import sys
+
+    paper_dir, source = Path(paper_dir), Path(tex).resolve().parent
+    shutil.copy(tex, paper_dir / "main.tex")
+    env = {**os.environ, "TEXINPUTS": f".:{source}:", "BIBINPUTS": f".:{source}:"}
+    log = log or sys.stdout
+    log.flush()
+    subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "main.tex"],
+                   cwd=paper_dir, env=env, check=True, stdout=log, stderr=log)
+    return paper_dir / "main.pdf"
