@@ -578,3 +578,27 @@ def test_browser_map_points_open_their_feature_page(built, browser):
     ActionChains(browser).move_to_element_with_offset(canvas, x - canvas.size["width"] / 2, y - canvas.size["height"] / 2).click().perform()
     WebDriverWait(browser, 10).until(lambda d: d.execute_script("return location.hash") == f"#/f/tiny-ViT/{latent}")
     assert side == 1 and errors(browser) == []
+
+
+def test_browser_both_models_features_are_named_in_words_with_their_method(built, browser):
+    """Point 4: a feature of each model (the ViT's residual stream included) shows its names by the primary
+    method, in names.json's order, and the method's description and score one click away."""
+    from selenium.webdriver.common.by import By
+
+    from saesuite.evaluate.naming import latent_names, read_names
+
+    for model in built["inputs"]:
+        names = read_names(model.eval_dir)
+        c = read_js(built["site"] / "data" / model.name / "index.js")[1]["columns"]
+        i = next(i for i in range(F) if c["alive"][i] and latent_names(names, i))
+        want = [name for name, _ in latent_names(names, i)]
+        open_page(browser, built["site"], f"#/f/{model.name}/{i}")
+        primary = wait_for(browser, f'details.name[data-method="{names["primary"]}"] summary')[0]
+        text = primary.text
+        assert text.startswith("Name:")
+        positions = [text.index(name) for name in want]
+        assert positions == sorted(positions), (text, want)
+        primary.click()
+        method = browser.find_element(By.CSS_SELECTOR, f'details.name[data-method="{names["primary"]}"] p.method').text
+        assert names["methods"][names["primary"]]["description"][:40] in method and "Over the model's latents" in method
+        assert errors(browser) == []
