@@ -49,7 +49,10 @@ rule compare_saes:
         f"{RUN}/logs/compare_saes/{PAIR}.log",
     benchmark:
         f"{RUN}/benchmarks/compare_saes/{PAIR}.tsv"
-    threads: 2
+    # the null's and the halves' score passes run in parallel (saesuite.compare.passes): one per thread,
+    # each with its own temporaries (about 1.5 GB at 16,384 x 16,384 over 50,000 images); locally
+    # Snakemake lowers this to --cores
+    threads: 16
     resources:
         mem_mb=32000,
         runtime=240,

@@ -42,6 +42,7 @@ def _number(kind, low=None, high=None, low_open=False, high_open=False):
 
 POSITIVE_INT = _number(int, 1)
 COUNT = _number(int, 0)  # zero allowed
+COMPARE_KNOBS = ("k", "knn_k", "permutations", "interval_splits", "interval_level", "seed")
 POSITIVE = _number(float, 0, low_open=True)
 NON_NEGATIVE = _number(float, 0)
 FRACTION = _number(float, 0, 1)
@@ -114,11 +115,10 @@ def cmd_compare(args) -> None:
 
     from saesuite.compare.features import CompareSettings
 
-    settings = CompareSettings(k=args.k, knn_k=args.knn_k, permutations=args.permutations, interval_splits=args.interval_splits,
-                               interval_level=args.interval_level, seed=args.seed)
+    given = {name: getattr(args, name) for name in COMPARE_KNOBS if hasattr(args, name)}  # the rest: the settings' defaults
     result = compare_saes(
-        args.cache_a, args.sae_a, args.cache_b, args.sae_b, args.out_dir, device=args.device, settings=settings,
-        seed_saes_a=args.seed_saes_a, seed_saes_b=args.seed_saes_b,
+        args.cache_a, args.sae_a, args.cache_b, args.sae_b, args.out_dir, device=args.device,
+        settings=CompareSettings(**given), seed_saes_a=args.seed_saes_a, seed_saes_b=args.seed_saes_b, workers=args.workers,
     )
     print(json.dumps(result, indent=2))
 
@@ -229,13 +229,18 @@ def _add_compare(sub) -> None:
     p = sub.add_parser("compare", help="top-k overlap and CKA of two models' SAEs -> OUT_DIR/comparison.json")
     for name in ("cache_a", "sae_a", "cache_b", "sae_b", "out_dir"):
         p.add_argument(name)
-    p.add_argument("--k", type=POSITIVE_INT, default=9, help="top-k images per feature")
-    p.add_argument("--knn-k", type=POSITIVE_INT, default=10, help="neighbours for mutual kNN")
-    p.add_argument("--permutations", type=COUNT, default=100, help="permutations of the chance null")
-    p.add_argument("--interval-splits", type=COUNT, default=50,
-                   help="random splits into two disjoint halves for each score's interval (split-half subsampling; 0: none)")
-    p.add_argument("--interval-level", type=LEVEL, default=0.95, help="stated coverage of each score's interval")
-    p.add_argument("--seed", type=int, default=0)
+    # a knob not given keeps CompareSettings' default (saesuite.compare.features; comparison.json records it)
+    knob = dict(default=argparse.SUPPRESS)
+    p.add_argument("--k", type=POSITIVE_INT, **knob, help="top-k images per feature")
+    p.add_argument("--knn-k", type=POSITIVE_INT, **knob, help="neighbours for mutual kNN")
+    p.add_argument("--permutations", type=COUNT, **knob, help="permutations of the chance null")
+    p.add_argument("--interval-splits", type=COUNT, **knob,
+                   help="random splits into two disjoint halves for each score's interval (split-half subsampling; "
+                        "0: none)")
+    p.add_argument("--interval-level", type=LEVEL, **knob, help="stated coverage of each score's interval")
+    p.add_argument("--seed", type=int, **knob)
+    p.add_argument("--workers", type=POSITIVE_INT, default=1,
+                   help="processes for the null's and the halves' passes (the same numbers at any count)")
     p.add_argument("--seed-saes-a", nargs="+", default=[], metavar="SAE_DIR",
                    help="SAEs of model A trained with other seeds: each score's spread across SAE seeds")
     p.add_argument("--seed-saes-b", nargs="+", default=[], metavar="SAE_DIR",

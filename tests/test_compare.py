@@ -210,3 +210,18 @@ def test_compare_end_to_end_on_the_tiny_models(caches, tiny_saes, tmp_path):
     with pytest.raises(ConfigError, match="do not hold the same images"):
         compare_saes(caches[("tiny-RN", "train")], tiny_saes / "tiny-RN", caches[("tiny-ViT", "test")],
                      tiny_saes / "tiny-ViT", tmp_path / "bad")
+
+
+def test_pair_correlations_from_sparse_moments_equal_numpy_on_dense_columns():
+    """Pearson correlation of matched columns, against np.corrcoef; a constant column correlates 0."""
+    from saesuite.compare.features import pair_correlations
+
+    rng = np.random.default_rng(11)
+    a = np.maximum(rng.normal(size=(400, 30)) - 1.0, 0) * rng.uniform(0.1, 50, size=30)
+    b = np.maximum(a[:, rng.permutation(30)] + rng.normal(size=(400, 30)) - 0.5, 0)
+    a[:, 4] = 2.5  # fires on every image with one value: no correlation
+    fa, fb = np.r_[4, rng.integers(0, 30, 50)], np.r_[0, rng.integers(0, 30, 50)]
+    got = pair_correlations(sp.csr_matrix(a), sp.csr_matrix(b), fa, fb)
+    want = [0.0 if i == 4 or b[:, j].std() == 0 else np.corrcoef(a[:, i], b[:, j])[0, 1] for i, j in zip(fa, fb)]
+    assert got == pytest.approx(want, abs=1e-12)
+    assert (got[fa == 4] == 0).all() and (fa == 4).any()

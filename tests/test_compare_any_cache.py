@@ -4,6 +4,7 @@ rows of zeros, checked against independent computations; its JSON, figure and pa
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -146,6 +147,18 @@ def test_split_half_table_gives_the_interval(synthetic):
     t = stats.t.ppf(0.975, 6)
     assert (record["interval"]["low"], record["interval"]["high"]) == pytest.approx(
         (record["value"] - t * se, record["value"] + t * se))
+
+
+def test_the_null_and_halves_are_the_same_bytes_on_worker_processes(synthetic, tmp_path):
+    """The permutation null and the split halves run on 3 forked workers give the files one process gives."""
+    base = synthetic["dir"].parent
+    settings = CompareSettings(k=5, knn_k=5, knn_rows=N, rbf_rows=N, rbf_batch=N, permutations=9, interval_splits=6)
+    result = compare_saes(base / "cache_a", base / "sae_a", base / "cache_b", base / "sae_b", tmp_path / "cmp",
+                          settings=settings, workers=3)
+    for name in ("null.csv", "halves.csv", "pairs.csv"):
+        assert (tmp_path / "cmp" / name).read_bytes() == (synthetic["dir"] / name).read_bytes(), name
+    assert len(pd.read_csv(tmp_path / "cmp" / "null.csv")) == 9
+    assert result == synthetic["result"]
 
 
 def test_similarity_figure_draws_the_interval_and_paper_prints_the_floor(synthetic, tmp_path, monkeypatch):

@@ -7,10 +7,11 @@ pair of weight ``<= 0`` is never worth taking (a feature may stay unpaired).
   matrix (small problems, and the reference the tests check the sparse path against).
 * :func:`match_sparse` -- the same optimum for a ``scipy.sparse`` weight matrix whose
   absent entries mean "no gain", through ``min_weight_full_bipartite_matching``
-  (LAPJVsp) on an augmented graph: rows ``A ∪ B'``, columns ``B ∪ A'``; each feature
-  may take its own dummy (stay unpaired, gain 0) and every real edge ``(i, j)`` has a
-  mirror ``(B'_j, A'_i)`` so a full matching always exists. Memory and time grow with
-  the number of non-zero weights, not with ``F_A * F_B``.
+  (LAPJVsp) on the rectangular graph ``A x (B ∪ A')``: each feature of A may take its own
+  dummy column (stay unpaired, gain 0), so a matching of every row always exists, and each
+  column is used at most once. Memory and time grow with the number of non-zero weights,
+  not with ``F_A * F_B`` (at 16,384 x 16,384 with 585,523 candidate correlations: 2.3 s of
+  CPU, where the square augmentation ``(A ∪ B') x (B ∪ A')`` took 52 s for the same optimum).
 """
 
 from __future__ import annotations
@@ -39,16 +40,14 @@ def match_sparse(weights: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
     fa, fb = w.shape
     if len(v) == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    # every full matching of the augmented graph has fa + fb edges, so a constant shift keeps
-    # the optimum and makes every weight positive (LAPJVsp reads a stored 0 as a missing edge)
+    # every matching of all rows has fa edges, so a constant shift keeps the optimum and makes every
+    # weight positive (LAPJVsp reads a stored 0 as a missing edge); row i's dummy is column fb + i
     shift = float(v.max()) + 1.0
-    ra, rb = np.arange(fa), np.arange(fb)
-    rows = np.concatenate([i, ra, fa + rb, fa + j])  # A -> B, A -> own dummy, B' -> own B, B'_j -> A'_i
-    cols = np.concatenate([j, fb + ra, rb, fb + i])
-    vals = np.concatenate([shift - v, np.full(fa + fb, shift), np.full(len(v), shift)])
-    graph = sp.csr_matrix((vals, (rows, cols)), shape=(fa + fb, fa + fb))
+    ra = np.arange(fa)
+    graph = sp.csr_matrix((np.concatenate([shift - v, np.full(fa, shift)]),
+                           (np.concatenate([i, ra]), np.concatenate([j, fb + ra]))), shape=(fa, fb + fa))
     r, c = min_weight_full_bipartite_matching(graph)
-    real = (r < fa) & (c < fb)
+    real = c < fb
     return r[real].astype(np.int64), c[real].astype(np.int64)
 
 

@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from tqdm.auto import tqdm
 
 from saesuite.cache.reader import ActivationCache
 from saesuite.files import write_json_atomic
@@ -41,6 +40,7 @@ from saesuite.evaluate.evaluation import check_sae_matches_cache, encode_chunks
 from saesuite.compare.feature_map import MapSettings, feature_map, write_feature_map
 from saesuite.compare.features import CompareSettings, PairComparison, Side
 from saesuite.compare.knn import nonzero_rows
+from saesuite.compare.passes import score_passes
 from saesuite.sae.model import load_sae
 from saesuite.schema import validate
 
@@ -181,32 +181,21 @@ def score_records(pc: PairComparison, observed: dict, null: pd.DataFrame, halves
     return records
 
 
-def split_half_table(pc: PairComparison, splits: int, rng: np.random.Generator) -> pd.DataFrame:
-    """Every score on both halves of ``splits`` random splits: one row per (split, half), with each score's rows."""
-    if splits and pc.n // 2 < max(pc.s.k, 4):
-        raise ConfigError(f"the interval needs halves of at least {max(pc.s.k, 4)} images; there are {pc.n} images "
-                          "(set compare.interval_splits: 0)")
-    rows = []
-    for split in tqdm(range(splits), desc="split halves", unit="split"):
-        for half, part in enumerate(pc.halves(rng)):
-            sizes = {f"n_{key}": part.sizes().get(key, part.n) for key in SCORES}
-            rows.append({"split": split, "half": half, **sizes, **part.scores()})
-    return pd.DataFrame(rows)
-
-
-def run_comparison(a: Side, b: Side, settings: CompareSettings, seed_sides: list[tuple[Side, Side]] = ()) -> tuple[dict, dict, pd.DataFrame, pd.DataFrame]:
-    """Observed scores (with details), their records, the null table and the split-half table for two sides."""
+def run_comparison(a: Side, b: Side, settings: CompareSettings, seed_sides: list[tuple[Side, Side]] = (),
+                   workers: int = 1) -> tuple[dict, dict, pd.DataFrame, pd.DataFrame]:
+    """Observed scores (with details), their records, the null table and the split-half table for two sides;
+    the null's and the halves' passes run on ``workers`` processes (:mod:`saesuite.compare.passes`)."""
     rng = np.random.default_rng(settings.seed)
     pc = PairComparison(a, b, settings, rng)
+    if settings.interval_splits and pc.n // 2 < max(settings.k, 4):
+        raise ConfigError(f"the interval needs halves of at least {max(settings.k, 4)} images; there are {pc.n} images "
+                          "(set compare.interval_splits: 0)")
     observed = pc.scores(details=True)
-    null_rows = []
-    for _ in tqdm(range(settings.permutations), desc="permutation null", unit="perm"):
-        null_rows.append(pc.scores(rng.permutation(pc.n), rng))
-    null = pd.DataFrame(null_rows)
-    halves = split_half_table(pc, settings.interval_splits, rng)
+    null_rows, half_rows = score_passes(pc, SCORES, settings.permutations, settings.interval_splits, rng, workers)
     seeds = None
     if seed_sides:
         seeds = pd.DataFrame([observed] + [PairComparison(sa, sb, settings, rng).scores() for sa, sb in seed_sides])
+    null, halves = pd.DataFrame(null_rows), pd.DataFrame(half_rows)
     return observed, score_records(pc, observed, null, halves, seeds), null, halves
 
 
@@ -246,21 +235,23 @@ def compare_saes(
     settings: CompareSettings = CompareSettings(),
     seed_saes_a: list[str | Path] = (),
     seed_saes_b: list[str | Path] = (),
+    workers: int = 1,
 ) -> dict:
     """Write ``comparison.json`` (schema-checked), ``pairs.csv``, ``null.csv``, ``halves.csv``, ``topk_overlap.npz``
     and both models' features on one map (``feature_map.csv``, ``feature_map.json``: :mod:`saesuite.compare.feature_map`).
 
     ``settings`` gives every knob of the comparison; ``seed_saes_*`` are further
-    SAEs of the same models trained with other seeds, for the spread across seeds. ``out_dir`` is
+    SAEs of the same models trained with other seeds, for the spread across seeds; ``workers`` processes run
+    the null's and the halves' passes (the same numbers at any count). ``out_dir`` is
     created and locked first: an output path that cannot be written fails before any computing.
     """
     with output_lock(out_dir):
         return _compare_locked(cache_a, sae_a, cache_b, sae_b, Path(out_dir), settings,
-                               chunk_rows, device, seed_saes_a, seed_saes_b)
+                               chunk_rows, device, seed_saes_a, seed_saes_b, workers)
 
 
 def _compare_locked(cache_a, sae_a, cache_b, sae_b, out_dir: Path, settings: CompareSettings, chunk_rows: int,
-                    device: str, seed_saes_a, seed_saes_b) -> dict:
+                    device: str, seed_saes_a, seed_saes_b, workers: int) -> dict:
     """:func:`compare_saes` once its output folder is locked."""
     ca, cb = ActivationCache.open(cache_a), ActivationCache.open(cache_b)
     check_aligned(ca, cb)
@@ -276,7 +267,7 @@ def _compare_locked(cache_a, sae_a, cache_b, sae_b, out_dir: Path, settings: Com
     if len(seed_saes_a) != len(seed_saes_b):
         raise ConfigError("give as many extra SAE seeds for model A as for model B")
     seed_sides = [(side(ca, pa, xa), side(cb, pb, xb)) for pa, pb in zip(seed_saes_a, seed_saes_b)]
-    observed, records, null, halves = run_comparison(a, b, settings, seed_sides)
+    observed, records, null, halves = run_comparison(a, b, settings, seed_sides, workers)
     details = observed["_details"]
     result = {
         "model_a": ca.manifest["model"],

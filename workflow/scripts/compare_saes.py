@@ -13,4 +13,5 @@ with log_to(snakemake.log[0]):
         Path(inp.cache_a).parent, Path(inp.sae_a).parent, Path(inp.cache_b).parent, Path(inp.sae_b).parent,
         Path(snakemake.output.comparison).parent, device=cfg["device"], settings=settings,
         seed_saes_a=[Path(p).parent for p in inp.seed_saes_a], seed_saes_b=[Path(p).parent for p in inp.seed_saes_b],
+        workers=snakemake.threads,
     )
