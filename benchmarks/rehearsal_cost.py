@@ -76,6 +76,35 @@ def disk(run: Path) -> dict:
             for name in STAGE_DIRS if (run / name).exists()}
 
 
+def projected_disk(run: Path) -> dict:
+    """GB the paper run writes, per stage folder: a cache split's bytes scale with its rows (activations and
+    embeddings are per row), the SAE folder with the SAEs per model (main, 5 sweep, 2 seeds: 8 against
+    those here; the replication as here), every other folder is already at the paper's size (50,000 eval rows,
+    F = 16,384). Not counted: the dataset itself (ImageNet-1k: about 150 GB of JPEGs)."""
+    size = lambda path: sum(f.stat().st_size for f in path.rglob("*") if f.is_file())  # noqa: E731
+    out = {}
+    for name in STAGE_DIRS:
+        folder = run / name
+        if not folder.exists() or name == "data":
+            continue
+        if name == "cache":
+            total = 0.0
+            for manifest in folder.glob("*/*/manifest.json"):
+                m = json.loads(manifest.read_text())
+                rows = PAPER["train_images"] if m["split"] == "train" else PAPER["eval_images"]
+                total += size(manifest.parent) * rows / m["n"]
+        elif name == "sae":
+            replication = sum(size(d) for d in folder.glob("*/replication"))
+            here = [c for c in folder.rglob("cfg.json") if "replication" not in c.parts]  # SAEs of all models
+            per_model = len(here) / len({c.relative_to(folder).parts[0] for c in here})
+            total = (size(folder) - replication) * (PAPER["saes_per_pass"] + PAPER["extra_seeds"]) / per_model + replication
+        else:
+            total = size(folder)
+        out[name] = round(total / 1e9, 2)
+    out["total"] = round(sum(out.values()), 1)
+    return out
+
+
 def backbone_rates(run: Path) -> dict:
     """Per model, from its cache shards' logs: seconds of model and of data loading (decode + resize,
     in one process) per image. A cache's images are its manifest's ``synthetic.rows[0]`` (all its rows
@@ -267,7 +296,7 @@ def main() -> None:
     projection = project(rules, rates, flops, args.gpu, args.fraction, args.gpus, args.host_cores)
     cost = {"measured": {"rules": rules, "disk_mb": disk(args.run), "backbone_rates": rates,
                          "note": "Snakemake's benchmark files: wall s, cpu_time, max_rss, io_out, summed per rule"},
-            "projected": {"gpu": args.gpu, "fraction_of_peak": args.fraction, "peak_flops": GPUS[args.gpu],
+            "projected": {"disk_gb": projected_disk(args.run), "gpu": args.gpu, "fraction_of_peak": args.fraction, "peak_flops": GPUS[args.gpu],
                           "slurm_gpus": args.gpus, "host_cores": args.host_cores, "backbone_flops_per_image": flops, "paper": PAPER, "rules": projection,
                           "total_gpu_s": sum(e["gpu_s"] for e in projection.values()),
                           "total_slurm_s": sum(e["slurm_s"] for e in projection.values())}}

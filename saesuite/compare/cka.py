@@ -91,6 +91,72 @@ def cross_moments(x: Matrix, y: Matrix, block: int = 2048, on_block=None) -> Cro
     return CrossMoments(n, raw, centred, float(a @ b), float(kx @ ly), float(kx.sum()), float(ly.sum()))
 
 
+class StreamingMoments:
+    """:class:`CrossMoments` of ``x [n, p]`` and ``y [n, q]`` from their rows given in chunks, in memory that
+    does not grow with ``n``: the ``[p, q]`` cross-product ``G = X^T Y`` (float64) and a few vectors.
+
+    A chunk ``add(xc, yc)`` is a pair of ``scipy.sparse`` matrices (SAE codes with few non-zeros, multiplied
+    sparsely) or dense float32 arrays (codes that fire densely: a float32 GEMM of the chunks after subtracting
+    a fixed shift, the first dense chunk's column means, so that the float32 products are of centred-sized
+    numbers; the shift is added back in float64 at the end). The row terms expand as
+    ``1'K~L~1 = sx'G sy - (sum_i |y_i|^2 x_i).sx - (sum_i |x_i|^2 y_i).sy + sum_i |x_i|^2 |y_i|^2``
+    and ``1'K~1 = |sx|^2 - sum_i |x_i|^2``.
+    """
+
+    def __init__(self, p: int, q: int):
+        self.n = 0
+        self.g = np.zeros((p, q))
+        self.sx, self.sy = np.zeros(p), np.zeros(q)
+        self.wx, self.wy = np.zeros(p), np.zeros(q)  # sum_i |y_i|^2 x_i, sum_i |x_i|^2 y_i
+        self.diag = self.sq_x = self.sq_y = 0.0
+        self.shift: tuple[np.ndarray, np.ndarray] | None = None  # (c_x, c_y) of the dense chunks
+        self.dense_n = 0
+        self.dense_sx, self.dense_sy = np.zeros(p), np.zeros(q)  # sums of the shifted dense rows
+
+    def add(self, xc: Matrix, yc: Matrix) -> None:
+        low = (xc, yc)  # the dense chunks' float32 for the GEMM; every other sum in float64
+        xc, yc = (sp.csr_matrix(m, dtype=np.float64) if sp.issparse(m) else np.asarray(m, np.float64) for m in low)
+        a, b = _row_sq_norms(xc), _row_sq_norms(yc)
+        self.n += len(a)
+        self.diag += float(a @ b)
+        self.sq_x += float(a.sum())
+        self.sq_y += float(b.sum())
+        self.sx += np.asarray(xc.sum(axis=0), np.float64).ravel()
+        self.sy += np.asarray(yc.sum(axis=0), np.float64).ravel()
+        self.wx += np.asarray(xc.T @ b, np.float64).ravel()
+        self.wy += np.asarray(yc.T @ a, np.float64).ravel()
+        if sp.issparse(xc):
+            prod = (xc.T @ yc).tocoo()
+            self.g[prod.row, prod.col] += prod.data  # a canonical product: each (row, col) once
+            return
+        xc, yc = (np.asarray(m, np.float32) for m in low)
+        if self.shift is None:
+            self.shift = (xc.mean(axis=0), yc.mean(axis=0))
+        xs, ys = xc - self.shift[0], yc - self.shift[1]
+        self.g += xs.T @ ys
+        self.dense_n += len(xs)
+        self.dense_sx += xs.sum(axis=0, dtype=np.float64)
+        self.dense_sy += ys.sum(axis=0, dtype=np.float64)
+
+    def moments(self, block: int = 2048) -> CrossMoments:
+        """The statistics so far (row blocks of ``G``: no second ``[p, q]`` array)."""
+        g, raw, centred = self.g, 0.0, 0.0
+        mean_y = self.sy / self.n
+        for s in range(0, g.shape[0], block):
+            part = g[s : s + block]
+            if self.shift is not None:  # undo the shift: sum (x'+cx)(y'+cy)^T = G' + sx' cy^T + cx (sy' + m cy)^T
+                cx, cy = (c.astype(np.float64) for c in self.shift)
+                part += np.outer(self.dense_sx[s : s + block], cy) + np.outer(cx[s : s + block], self.dense_sy + self.dense_n * cy)
+            raw += float(np.vdot(part, part))
+            c = part - np.outer(self.sx[s : s + block], mean_y)
+            centred += float(np.vdot(c, c))
+        self.shift = None  # G now holds the plain cross-product
+        self.dense_n, self.dense_sx[:], self.dense_sy[:] = 0, 0, 0
+        row_dot = float(self.sx @ g @ self.sy - self.wx @ self.sx - self.wy @ self.sy + self.diag)
+        return CrossMoments(self.n, raw, centred, self.diag, row_dot,
+                            float(self.sx @ self.sx - self.sq_x), float(self.sy @ self.sy - self.sq_y))
+
+
 def unbiased_hsic(m: CrossMoments) -> float:
     """Song et al.'s unbiased HSIC of linear kernels from :class:`CrossMoments` (needs ``n >= 4``)."""
     n = m.n
@@ -139,7 +205,11 @@ def linear_cka(x: Matrix, y: Matrix) -> float:
 
 def debiased_cka(x: Matrix, y: Matrix) -> float:
     """Linear CKA with the unbiased HSIC estimator (Song et al. 2012), ``x [n, p]``, ``y [n, q]``."""
-    xx, yy, xy = cross_moments(x, x), cross_moments(y, y), cross_moments(x, y)
+    return debiased_from_moments(cross_moments(x, y), cross_moments(x, x), cross_moments(y, y))
+
+
+def debiased_from_moments(xy: CrossMoments, xx: CrossMoments, yy: CrossMoments) -> float:
+    """Debiased linear CKA from the three :class:`CrossMoments` (e.g. of :class:`StreamingMoments`)."""
     return _ratio(unbiased_hsic(xy), unbiased_hsic(xx), unbiased_hsic(yy))
 
 

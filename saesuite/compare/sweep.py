@@ -15,15 +15,54 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
+import torch
 
 from saesuite.cache.reader import ActivationCache
-from saesuite.compare.cka import debiased_cka
-from saesuite.compare.saes import check_aligned, encode_sparse
-from saesuite.compare.overlap import sparse_topk, topk_overlap
-from saesuite.sae.model import read_cfg
+from saesuite.compare.cka import StreamingMoments, debiased_from_moments
+from saesuite.compare.overlap import topk_overlap
+from saesuite.compare.saes import check_aligned
+from saesuite.evaluate.evaluation import check_sae_matches_cache, encode_chunks
+from saesuite.evaluate.topk import StreamingTopK
+from saesuite.sae.model import load_sae
 
 COLUMNS = ["name", "architecture", "l0_a", "l0_b", "l0_ratio", "topk_overlap", "topk_overlap_b_to_a",
            "debiased_cka_codes", "alive_a", "alive_b", "n_images"]
+SPARSE_BELOW = 1 / 16  # a chunk of codes with fewer non-zeros than this is multiplied sparsely, else as float32 GEMMs
+
+
+def _chunk(f: torch.Tensor):
+    """One chunk of codes for :class:`StreamingMoments`: sparse when it fires sparsely, else dense float32."""
+    f = f.numpy()
+    return sp.csr_matrix(f) if np.count_nonzero(f) < SPARSE_BELOW * f.size else f
+
+
+def pair_scores(dir_a: Path, ca: ActivationCache, dir_b: Path, cb: ActivationCache, keep: np.ndarray, k: int,
+                chunk_rows: int, device: str) -> dict:
+    """L0s, top-k sets and the debiased CKA of two SAEs' codes over the kept rows, streamed in row chunks:
+    memory grows with F_A x F_B (the cross-products), not with the rows or the codes' density."""
+    (sae_a, cfg_a), (sae_b, cfg_b) = load_sae(dir_a, device), load_sae(dir_b, device)
+    check_sae_matches_cache(sae_a, cfg_a, dir_a, ca)
+    check_sae_matches_cache(sae_b, cfg_b, dir_b, cb)
+    fa_n, fb_n = sae_a.d_sae, sae_b.d_sae
+    top_a, top_b = StreamingTopK(fa_n, k), StreamingTopK(fb_n, k)
+    ab, aa, bb = StreamingMoments(fa_n, fb_n), StreamingMoments(fa_n, fa_n), StreamingMoments(fb_n, fb_n)
+    row = nnz_a = nnz_b = 0
+    for (start, _, fa, _), (_, _, fb, _) in zip(encode_chunks(sae_a, ca, chunk_rows, device),
+                                                encode_chunks(sae_b, cb, chunk_rows, device)):
+        rows = torch.from_numpy(keep[start : start + len(fa)])
+        fa, fb = fa[rows.to(fa.device)].float().cpu(), fb[rows.to(fb.device)].float().cpu()
+        top_a.update(row, fa)
+        top_b.update(row, fb)
+        row += len(fa)
+        nnz_a += int((fa != 0).sum())
+        nnz_b += int((fb != 0).sum())
+        xa, xb = _chunk(fa), _chunk(fb)
+        ab.add(xa, xb)
+        aa.add(xa, xa)
+        bb.add(xb, xb)
+    return {"l0_a": nnz_a / row, "l0_b": nnz_b / row, "top_a": top_a.indices.numpy(), "top_b": top_b.indices.numpy(),
+            "debiased_cka_codes": debiased_from_moments(ab.moments(), aa.moments(), bb.moments()), "architecture": cfg_a["architecture"]}
 
 
 def compare_along_sweep(cache_a: str | Path, cache_b: str | Path, saes_a: dict[str, Path], saes_b: dict[str, Path],
@@ -37,19 +76,15 @@ def compare_along_sweep(cache_a: str | Path, cache_b: str | Path, saes_a: dict[s
     for name, dir_a in saes_a.items():
         if name not in saes_b:
             continue
-        codes_a = encode_sparse(dir_a, ca, chunk_rows, device)[keep]
-        codes_b = encode_sparse(saes_b[name], cb, chunk_rows, device)[keep]
-        top_a, top_b = sparse_topk(codes_a, k), sparse_topk(codes_b, k)
-        best_ab, alive_a = topk_overlap(top_a, top_b, n, k)
-        best_ba, alive_b = topk_overlap(top_b, top_a, n, k)
-        l0_a, l0_b = codes_a.getnnz() / n, codes_b.getnnz() / n
-        architecture = read_cfg(dir_a)[0]["architecture"]
+        s = pair_scores(Path(dir_a), ca, Path(saes_b[name]), cb, keep, k, chunk_rows, device)
+        best_ab, alive_a = topk_overlap(s["top_a"], s["top_b"], n, k)
+        best_ba, alive_b = topk_overlap(s["top_b"], s["top_a"], n, k)
         rows.append({
-            "name": name, "architecture": architecture, "l0_a": l0_a, "l0_b": l0_b,
-            "l0_ratio": l0_b / l0_a if l0_a else np.nan,
+            "name": name, "architecture": s["architecture"], "l0_a": s["l0_a"], "l0_b": s["l0_b"],
+            "l0_ratio": s["l0_b"] / s["l0_a"] if s["l0_a"] else np.nan,
             "topk_overlap": float(best_ab.mean()) if len(best_ab) else np.nan,
             "topk_overlap_b_to_a": float(best_ba.mean()) if len(best_ba) else np.nan,
-            "debiased_cka_codes": debiased_cka(codes_a, codes_b),
+            "debiased_cka_codes": s["debiased_cka_codes"],
             "alive_a": int(alive_a.sum()), "alive_b": int(alive_b.sum()), "n_images": n,
         })
     return pd.DataFrame(rows, columns=COLUMNS)
