@@ -248,7 +248,7 @@ def run_stage(run: Path, n_rows: int, stage: str) -> dict:
 
     def first_rows(model: str) -> Path:
         cache = ActivationCache.open(run / "cache" / model / "val", checksums=False)
-        meta = {k: v for k, v in cache.manifest.items() if k not in ("n", "shards", "n_bad", "bad_rows", "d", "dtype")}
+        meta = {k: v for k, v in cache.manifest.items() if k not in ("n", "shards", "n_bad", "bad_rows", "d", "dtype", "embed_dim")}
         return write_array_cache(tmp / model, cache.gather(np.arange(n_rows)), meta,
                                  labels=cache.labels()[:n_rows], n_shards=2)
 
