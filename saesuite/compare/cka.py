@@ -96,7 +96,7 @@ class StreamingMoments:
     does not grow with ``n``: the ``[p, q]`` cross-product ``G = X^T Y`` (float64) and a few vectors.
 
     A chunk ``add(xc, yc)`` is a pair of ``scipy.sparse`` matrices (SAE codes with few non-zeros, multiplied
-    sparsely) or dense float32 arrays (codes that fire densely: a float32 GEMM of the chunks after subtracting
+    sparsely) or dense float32 arrays (a sparse one beside a dense one is made dense) (codes that fire densely: a float32 GEMM of the chunks after subtracting
     a fixed shift, the first dense chunk's column means, so that the float32 products are of centred-sized
     numbers; the shift is added back in float64 at the end). The row terms expand as
     ``1'K~L~1 = sx'G sy - (sum_i |y_i|^2 x_i).sx - (sum_i |x_i|^2 y_i).sy + sum_i |x_i|^2 |y_i|^2``
@@ -114,6 +114,8 @@ class StreamingMoments:
         self.dense_sx, self.dense_sy = np.zeros(p), np.zeros(q)  # sums of the shifted dense rows
 
     def add(self, xc: Matrix, yc: Matrix) -> None:
+        if sp.issparse(xc) != sp.issparse(yc):  # one side fires densely: both as dense chunks
+            xc, yc = (m.toarray() if sp.issparse(m) else m for m in (xc, yc))
         low = (xc, yc)  # the dense chunks' float32 for the GEMM; every other sum in float64
         xc, yc = (sp.csr_matrix(m, dtype=np.float64) if sp.issparse(m) else np.asarray(m, np.float64) for m in low)
         a, b = _row_sq_norms(xc), _row_sq_norms(yc)
