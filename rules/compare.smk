@@ -50,7 +50,7 @@ rule compare_saes:
     benchmark:
         f"{RUN}/benchmarks/compare_saes/{PAIR}.tsv"
     # the null's and the halves' score passes run in parallel (saesuite.compare.passes): one per thread,
-    # each with its own temporaries (about 1.5 GB at 16,384 x 16,384 over 50,000 images); locally
+    # each with its own temporaries (about 1.35 GB at 16,384 x 16,384 over 50,000 images); locally
     # Snakemake lowers this to --cores
     threads: 16
     resources:

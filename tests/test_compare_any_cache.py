@@ -1,6 +1,7 @@
 """``compare`` on caches no open_clip model made (synthetic arrays, a user's hook names), with
 rows of zeros, checked against independent computations; its JSON, figure and paper macros."""
 
+import gc
 import json
 
 import numpy as np
@@ -238,3 +239,5 @@ def test_the_comparison_along_the_sweep_against_a_direct_computation(synthetic, 
     # streamed in chunks of 32 rows (sparse and dense chunks mixed): the same table
     chunked = compare_along_sweep(base / "cache_a", base / "cache_b", saes_a, saes_b, k=k, chunk_rows=32)
     pd.testing.assert_frame_equal(chunked, table, rtol=1e-6)  # float32 GEMMs of dense chunks: 4e-7 measured
+    gc.collect()
+    assert torch.is_grad_enabled()  # nothing it ran leaves autograd off for the caller

@@ -22,7 +22,7 @@ from saesuite.cache.reader import ActivationCache
 from saesuite.compare.cka import StreamingMoments, debiased_from_moments
 from saesuite.compare.overlap import topk_overlap
 from saesuite.compare.saes import check_aligned
-from saesuite.evaluate.evaluation import check_sae_matches_cache, encode_chunks
+from saesuite.evaluate.evaluation import check_sae_matches_cache
 from saesuite.evaluate.topk import StreamingTopK
 from saesuite.sae.model import load_sae
 
@@ -48,21 +48,28 @@ def pair_scores(dir_a: Path, ca: ActivationCache, dir_b: Path, cb: ActivationCac
     top_a, top_b = StreamingTopK(fa_n, k), StreamingTopK(fb_n, k)
     ab, aa, bb = StreamingMoments(fa_n, fb_n), StreamingMoments(fa_n, fa_n), StreamingMoments(fb_n, fb_n)
     row = nnz_a = nnz_b = 0
-    for (start, _, fa, _), (_, _, fb, _) in zip(encode_chunks(sae_a, ca, chunk_rows, device),
-                                                encode_chunks(sae_b, cb, chunk_rows, device)):
-        rows = torch.from_numpy(keep[start : start + len(fa)])
-        fa, fb = fa[rows.to(fa.device)].float().cpu(), fb[rows.to(fb.device)].float().cpu()
-        top_a.update(row, fa)
-        top_b.update(row, fb)
-        row += len(fa)
-        nnz_a += int((fa != 0).sum())
-        nnz_b += int((fb != 0).sum())
-        xa, xb = _chunk(fa), _chunk(fb)
-        ab.add(xa, xb)
-        aa.add(xa, xa)
-        bb.add(xb, xb)
+    # one inference-mode block around both caches' chunks (two interleaved encode_chunks generators
+    # would leave grad mode off when the second one is collected)
+    with torch.inference_mode():
+        for (start, xa), (_, xb) in zip(ca.chunks(chunk_rows), cb.chunks(chunk_rows)):
+            rows = keep[start : start + len(xa)]
+            fa = sae_a.encode(torch.from_numpy(xa[rows]).to(device)).float().cpu()
+            fb = sae_b.encode(torch.from_numpy(xb[rows]).to(device)).float().cpu()
+            row, nnz_a, nnz_b = _add_chunk(fa, fb, row, nnz_a, nnz_b, top_a, top_b, ab, aa, bb)
     return {"l0_a": nnz_a / row, "l0_b": nnz_b / row, "top_a": top_a.indices.numpy(), "top_b": top_b.indices.numpy(),
-            "debiased_cka_codes": debiased_from_moments(ab.moments(), aa.moments(), bb.moments()), "architecture": cfg_a["architecture"]}
+            "debiased_cka_codes": debiased_from_moments(ab.moments(), aa.moments(), bb.moments()),
+            "architecture": cfg_a["architecture"]}
+
+
+def _add_chunk(fa, fb, row, nnz_a, nnz_b, top_a, top_b, ab, aa, bb):
+    """One chunk of both SAEs' codes into the top-k sets, the non-zero counts and the three cross-products."""
+    top_a.update(row, fa)
+    top_b.update(row, fb)
+    xa, xb = _chunk(fa), _chunk(fb)
+    ab.add(xa, xb)
+    aa.add(xa, xa)
+    bb.add(xb, xb)
+    return row + len(fa), nnz_a + int((fa != 0).sum()), nnz_b + int((fb != 0).sum())
 
 
 def compare_along_sweep(cache_a: str | Path, cache_b: str | Path, saes_a: dict[str, Path], saes_b: dict[str, Path],
