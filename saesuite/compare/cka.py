@@ -141,20 +141,21 @@ class StreamingMoments:
         self.dense_sy += ys.sum(axis=0, dtype=np.float64)
 
     def moments(self, block: int = 2048) -> CrossMoments:
-        """The statistics so far (row blocks of ``G``: no second ``[p, q]`` array)."""
-        g, raw, centred = self.g, 0.0, 0.0
+        """The statistics so far, computed over row blocks of ``G`` (no second ``[p, q]`` array; the
+        accumulator is left as it was, so more chunks may follow)."""
+        raw = centred = row_dot = 0.0
         mean_y = self.sy / self.n
-        for s in range(0, g.shape[0], block):
-            part = g[s : s + block]
+        for s in range(0, self.g.shape[0], block):
+            part = self.g[s : s + block]
             if self.shift is not None:  # undo the shift: sum (x'+cx)(y'+cy)^T = G' + sx' cy^T + cx (sy' + m cy)^T
                 cx, cy = (c.astype(np.float64) for c in self.shift)
-                part += np.outer(self.dense_sx[s : s + block], cy) + np.outer(cx[s : s + block], self.dense_sy + self.dense_n * cy)
+                part = part + (np.outer(self.dense_sx[s : s + block], cy)
+                               + np.outer(cx[s : s + block], self.dense_sy + self.dense_n * cy))
             raw += float(np.vdot(part, part))
             c = part - np.outer(self.sx[s : s + block], mean_y)
             centred += float(np.vdot(c, c))
-        self.shift = None  # G now holds the plain cross-product
-        self.dense_n, self.dense_sx[:], self.dense_sy[:] = 0, 0, 0
-        row_dot = float(self.sx @ g @ self.sy - self.wx @ self.sx - self.wy @ self.sy + self.diag)
+            row_dot += float(self.sx[s : s + block] @ part @ self.sy)
+        row_dot += self.diag - float(self.wx @ self.sx + self.wy @ self.sy)
         return CrossMoments(self.n, raw, centred, self.diag, row_dot,
                             float(self.sx @ self.sx - self.sq_x), float(self.sy @ self.sy - self.sq_y))
 

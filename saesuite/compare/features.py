@@ -140,30 +140,33 @@ class _CorrelationCandidates:
         return sp.csr_matrix((vals, (rows.astype(np.int64), cols.astype(np.int64))), shape=shape)
 
 
+def _column_moments(codes: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
+    """Each column's mean and (population) variance from sparse sums, in float64. A column whose variance
+    is below 1e-12 of its mean square is constant (its spread is rounding): its variance is 0."""
+    n = codes.shape[0]
+    col_mean = lambda m: np.asarray(m.sum(axis=0, dtype=np.float64)).ravel() / n  # noqa: E731
+    mean, sq = col_mean(codes), col_mean(codes.multiply(codes))
+    var = sq - mean**2
+    var[var <= 1e-12 * sq] = 0
+    return mean, var
+
+
 def _column_sd(codes: sp.csr_matrix) -> np.ndarray:
-    mean = np.asarray(codes.mean(axis=0)).ravel()
-    sq = np.asarray(codes.multiply(codes).mean(axis=0)).ravel()
-    return np.sqrt(np.maximum(sq - mean**2, 0))
+    return np.sqrt(_column_moments(codes)[1])
 
 
 def pair_correlations(codes_a: sp.csr_matrix, codes_b: sp.csr_matrix, fa: np.ndarray, fb: np.ndarray) -> np.ndarray:
     """Pearson correlation across images of feature ``fa[i]`` of A with ``fb[i]`` of B, ``[len(fa)]``.
 
-    From sparse column moments (``sum a b - n mean_a mean_b`` over ``n sd_a sd_b``), never densifying the
-    codes (16,384 dense columns of 50,000 images would be 6.5 GB per model). A column whose variance is
-    below 1e-12 of its mean square is constant: it has no correlation (0)."""
+    From sparse column moments (``mean(a b) - mean_a mean_b`` over ``sd_a sd_b``), never densifying the
+    codes (16,384 dense columns of 50,000 images would be 6.5 GB per model). A constant column has no
+    correlation (0)."""
     if len(fa) == 0:
         return np.empty(0)
-    n = codes_a.shape[0]
     a, b = sp.csc_matrix(codes_a[:, fa], dtype=np.float64), sp.csc_matrix(codes_b[:, fb], dtype=np.float64)
-    col_sum = lambda m: np.asarray(m.sum(axis=0), np.float64).ravel()  # noqa: E731
-    mean_a, mean_b = col_sum(a) / n, col_sum(b) / n
-    sq_a, sq_b = col_sum(a.multiply(a)), col_sum(b.multiply(b))
-    var_a, var_b = sq_a - n * mean_a**2, sq_b - n * mean_b**2
-    var_a[var_a <= 1e-12 * sq_a] = 0
-    var_b[var_b <= 1e-12 * sq_b] = 0
+    (mean_a, var_a), (mean_b, var_b) = _column_moments(a), _column_moments(b)
+    cross = np.asarray(a.multiply(b).sum(axis=0), np.float64).ravel() / a.shape[0] - mean_a * mean_b
     denom = np.sqrt(var_a * var_b)
-    cross = col_sum(a.multiply(b)) - n * mean_a * mean_b
     return np.divide(cross, denom, out=np.zeros(len(fa)), where=denom > 0)
 
 

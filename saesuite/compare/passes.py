@@ -25,10 +25,10 @@ from saesuite.errors import ConfigError
 _SHARED: dict = {}  # the comparison the forked workers read (set before the pool starts)
 
 
-def _null_pass(rng: np.random.Generator) -> list[dict]:
+def _null_pass(rng: np.random.Generator) -> dict:
     """One draw of the permutation null: B's images shuffled against A's."""
     pc = _SHARED["pc"]
-    return [pc.scores(rng.permutation(pc.n), rng)]
+    return pc.scores(rng.permutation(pc.n), rng)
 
 
 def _split_pass(rng: np.random.Generator) -> list[dict]:
@@ -45,7 +45,7 @@ def _one_thread() -> None:
     threadpool_limits(1)
 
 
-def _run(task, rngs: list[np.random.Generator], workers: int, desc: str) -> list[list[dict]]:
+def _run(task, rngs: list[np.random.Generator], workers: int, desc: str) -> list:
     if workers <= 1 or len(rngs) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         return [task(rng) for rng in tqdm(rngs, desc=desc, unit="pass")]
     pool = ProcessPoolExecutor(min(workers, len(rngs)), mp_context=multiprocessing.get_context("fork"),
@@ -67,7 +67,7 @@ def score_passes(pc, keys, permutations: int, splits: int, rng: np.random.Genera
     perm_rngs, split_rngs = rng.spawn(permutations), rng.spawn(splits)
     _SHARED.update(pc=pc, keys=tuple(keys))
     try:
-        null = [row for rows in _run(_null_pass, perm_rngs, workers, "permutation null") for row in rows]
+        null = _run(_null_pass, perm_rngs, workers, "permutation null")
         halves = [{"split": split, **row}
                   for split, rows in enumerate(_run(_split_pass, split_rngs, workers, "split halves")) for row in rows]
     finally:

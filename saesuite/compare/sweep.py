@@ -37,39 +37,47 @@ def _chunk(f: torch.Tensor):
     return sp.csr_matrix(f) if np.count_nonzero(f) < SPARSE_BELOW * f.size else f
 
 
+class _PairCodes:
+    """What the sweep keeps of two SAEs' codes as their row chunks go by: the non-zero counts, the top-k
+    image sets and the three cross-products of the debiased CKA (memory set by F_A x F_B, not by rows)."""
+
+    def __init__(self, fa: int, fb: int, k: int):
+        self.rows = self.nnz_a = self.nnz_b = 0
+        self.top_a, self.top_b = StreamingTopK(fa, k), StreamingTopK(fb, k)
+        self.ab, self.aa, self.bb = StreamingMoments(fa, fb), StreamingMoments(fa, fa), StreamingMoments(fb, fb)
+
+    def add(self, fa: torch.Tensor, fb: torch.Tensor) -> None:
+        self.top_a.update(self.rows, fa)
+        self.top_b.update(self.rows, fb)
+        xa, xb = _chunk(fa), _chunk(fb)
+        self.ab.add(xa, xb)
+        self.aa.add(xa, xa)
+        self.bb.add(xb, xb)
+        self.rows += len(fa)
+        self.nnz_a += int((fa != 0).sum())
+        self.nnz_b += int((fb != 0).sum())
+
+    def scores(self) -> dict:
+        return {"l0_a": self.nnz_a / self.rows, "l0_b": self.nnz_b / self.rows,
+                "top_a": self.top_a.indices.numpy(), "top_b": self.top_b.indices.numpy(),
+                "debiased_cka_codes": debiased_from_moments(self.ab.moments(), self.aa.moments(), self.bb.moments())}
+
+
 def pair_scores(dir_a: Path, ca: ActivationCache, dir_b: Path, cb: ActivationCache, keep: np.ndarray, k: int,
                 chunk_rows: int, device: str) -> dict:
-    """L0s, top-k sets and the debiased CKA of two SAEs' codes over the kept rows, streamed in row chunks:
-    memory grows with F_A x F_B (the cross-products), not with the rows or the codes' density."""
+    """L0s, top-k sets and the debiased CKA of two SAEs' codes over the kept rows, streamed in row chunks."""
     (sae_a, cfg_a), (sae_b, cfg_b) = load_sae(dir_a, device), load_sae(dir_b, device)
     check_sae_matches_cache(sae_a, cfg_a, dir_a, ca)
     check_sae_matches_cache(sae_b, cfg_b, dir_b, cb)
-    fa_n, fb_n = sae_a.d_sae, sae_b.d_sae
-    top_a, top_b = StreamingTopK(fa_n, k), StreamingTopK(fb_n, k)
-    ab, aa, bb = StreamingMoments(fa_n, fb_n), StreamingMoments(fa_n, fa_n), StreamingMoments(fb_n, fb_n)
-    row = nnz_a = nnz_b = 0
+    acc = _PairCodes(sae_a.d_sae, sae_b.d_sae, k)
     # one inference-mode block around both caches' chunks (two interleaved encode_chunks generators
     # would leave grad mode off when the second one is collected)
     with torch.inference_mode():
         for (start, xa), (_, xb) in zip(ca.chunks(chunk_rows), cb.chunks(chunk_rows)):
             rows = keep[start : start + len(xa)]
-            fa = sae_a.encode(torch.from_numpy(xa[rows]).to(device)).float().cpu()
-            fb = sae_b.encode(torch.from_numpy(xb[rows]).to(device)).float().cpu()
-            row, nnz_a, nnz_b = _add_chunk(fa, fb, row, nnz_a, nnz_b, top_a, top_b, ab, aa, bb)
-    return {"l0_a": nnz_a / row, "l0_b": nnz_b / row, "top_a": top_a.indices.numpy(), "top_b": top_b.indices.numpy(),
-            "debiased_cka_codes": debiased_from_moments(ab.moments(), aa.moments(), bb.moments()),
-            "architecture": cfg_a["architecture"]}
-
-
-def _add_chunk(fa, fb, row, nnz_a, nnz_b, top_a, top_b, ab, aa, bb):
-    """One chunk of both SAEs' codes into the top-k sets, the non-zero counts and the three cross-products."""
-    top_a.update(row, fa)
-    top_b.update(row, fb)
-    xa, xb = _chunk(fa), _chunk(fb)
-    ab.add(xa, xb)
-    aa.add(xa, xa)
-    bb.add(xb, xb)
-    return row + len(fa), nnz_a + int((fa != 0).sum()), nnz_b + int((fb != 0).sum())
+            acc.add(sae_a.encode(torch.from_numpy(xa[rows]).to(device)).float().cpu(),
+                    sae_b.encode(torch.from_numpy(xb[rows]).to(device)).float().cpu())
+    return {**acc.scores(), "architecture": cfg_a["architecture"]}
 
 
 def compare_along_sweep(cache_a: str | Path, cache_b: str | Path, saes_a: dict[str, Path], saes_b: dict[str, Path],
