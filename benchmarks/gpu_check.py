@@ -15,7 +15,10 @@ own entry points, it measures, in order:
    1024: wall seconds and samples/s;
 4. ``evaluate``: ``saesuite.evaluate.evaluate_sae`` of that SAE over a 50,000-row cache;
 5. ``compare``: ``saesuite.compare.compare_saes`` of two such SAEs (16,384 x 16,384 features)
-   over 50,000 images, with the permutations and splits given (fewer than the paper's 100 and 50).
+   over 50,000 images, with the permutations and splits given (fewer than the paper's 100 and 50);
+6. ``sweep``: ``saesuite.compare.sweep.compare_along_sweep`` of the same pair (the sweep table's
+   scores for one SAE name: L0s, top-k sets, and the debiased CKA's three 16,384 x 16,384
+   cross-products as float32 GEMMs on the GPU).
 
 Then the goals (ViT-L/14 caching at >= 60% of the bf16 peak, the paper SAE in under a minute)
 and a projection of the paper run's GPU time from these rates. Writes ``results/bench/gpu.json``.
@@ -47,6 +50,7 @@ from saesuite.cache.planted import PlantedSpec, planted_activations, write_array
 from saesuite.cache.writer import cache_shard
 from saesuite.compare.features import CompareSettings
 from saesuite.compare.saes import compare_saes
+from saesuite.compare.sweep import compare_along_sweep
 from saesuite.data.datasets import load_dataset
 from saesuite.evaluate.evaluation import EvalConfig, evaluate_sae
 from saesuite.models.backbones import load_backbone
@@ -197,6 +201,11 @@ def run(sizes: Sizes, device: torch.device, work: Path) -> dict:
     report["compare"] = {"images": sizes.eval_rows, "features": [sizes.d * sizes.expansion] * 2,
                          "permutations": sizes.permutations, "interval_splits": sizes.interval_splits,
                          "seconds": compare_s, "topk_overlap": comparison["topk_overlap"]["value"]}
+    table, sweep_s = timed(lambda: compare_along_sweep(
+        caches["A"]["test"], caches["B"]["test"], {"main": work / "sae" / "A"}, {"main": work / "sae" / "B"},
+        k=9, chunk_rows=sizes.chunk_rows, device=str(device)), device)
+    report["sweep"] = {"images": sizes.eval_rows, "pairs": 1, "seconds": sweep_s,
+                       "debiased_cka_codes": float(table["debiased_cka_codes"].iloc[0])}
     report["seconds"]["total"] = time.perf_counter() - start
     report["goals"] = goals(report)
     return report
@@ -206,11 +215,12 @@ def goals(report: dict) -> dict:
     """Each goal's target, measured value and verdict, and the paper run's projected GPU hours
     (caching both towers over ImageNet at the measured end-to-end rates, plus 20 paper-SAE
     equivalents of training: per model the main SAE, 5 sweep SAEs and 2 seeds, and the replication
-    at 4x the width, plus 3 evaluations and one comparison at the measured times)."""
+    at 4x the width, plus 3 evaluations, one comparison and the sweep table's 6 SAE pairs at the
+    measured times)."""
     vit = next((c for c in report["cache"] if c["model"].startswith("ViT")), report["cache"][-1])
     projected_hours = (sum(c["paper_cache_hours"] for c in report["cache"])
                        + (20 * report["train"]["paper_sae_seconds"] + 3 * report["evaluate"]["seconds"]
-                          + report["compare"]["seconds"]) / 3600)
+                          + report["compare"]["seconds"] + 6 * report["sweep"]["seconds"]) / 3600)
     measured = {"vit_cache_fraction_of_bf16_peak": vit["fraction_of_bf16_peak"],
                 "paper_sae_seconds": report["train"]["paper_sae_seconds"], "paper_gpu_hours": projected_hours}
     return {name: {"target": target, "value": measured[name],
@@ -245,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({of_peak}, {c['fraction_of_matmul_peak']:.0%} of matmul), "
               f"{c['cache_shard_images_per_s']:.0f} img/s cache_shard")
     print(f"train: {report['train']['samples_per_s']:.0f} samples/s; evaluate {report['evaluate']['seconds']:.1f} s; "
-          f"compare {report['compare']['seconds']:.1f} s; total {report['seconds']['total']:.0f} s")
+          f"compare {report['compare']['seconds']:.1f} s; sweep pair {report['sweep']['seconds']:.1f} s; total {report['seconds']['total']:.0f} s")
     for name, goal in report["goals"].items():
         print(f"goal {name}: {goal['value']} (target {goal['target']}) -> {goal['met']}")
     print(f"wrote {args.out}")

@@ -51,7 +51,7 @@ def test_the_cpu_smoke_writes_every_stage(smoke_report):
     r = smoke_report
     assert r["cpu_smoke"] is True and r["device"] == "cpu (smoke)"
     assert 0 < r["seconds"]["cache"] < r["seconds"]["total"]  # no timing asserted: this machine is shared
-    assert set(r) >= {"matmul", "bf16_peak_tflop_per_s", "cache", "train", "evaluate", "compare", "goals"}
+    assert set(r) >= {"matmul", "bf16_peak_tflop_per_s", "cache", "train", "evaluate", "compare", "sweep", "goals"}
     assert r["bf16_peak_tflop_per_s"] is None  # no datasheet peak for a CPU
     assert [c["model"] for c in r["cache"]] == ["tiny-RN", "tiny-ViT"]
     assert set(r["goals"]) == {"vit_cache_fraction_of_bf16_peak", "paper_sae_seconds", "paper_gpu_hours"}
@@ -74,6 +74,8 @@ def test_the_smoke_figures_agree_with_each_other(smoke_report):
     assert t["paper_sae_seconds"] == pytest.approx(2_621_440 / t["samples_per_s"])
     assert r["evaluate"]["rows"] == sizes["eval_rows"] and 0 < r["evaluate"]["explained_variance"] <= 1
     assert 0 <= r["compare"]["topk_overlap"] <= 1 and r["compare"]["permutations"] == sizes["permutations"]
+    assert r["sweep"]["pairs"] == 1 and -1 <= r["sweep"]["debiased_cka_codes"] <= 1
     hours = sum(c["paper_cache_hours"] for c in r["cache"]) + (
-        20 * t["paper_sae_seconds"] + 3 * r["evaluate"]["seconds"] + r["compare"]["seconds"]) / 3600
+        20 * t["paper_sae_seconds"] + 3 * r["evaluate"]["seconds"] + r["compare"]["seconds"]
+        + 6 * r["sweep"]["seconds"]) / 3600
     assert r["goals"]["paper_gpu_hours"]["value"] == pytest.approx(hours)

@@ -12,6 +12,8 @@ column blocks so that no ``[p, q]`` matrix is ever held whole.
   ``HSIC_u = [tr(K~L~) + 1'K~1 1'L~1 / ((n-1)(n-2)) - 2/(n-2) 1'K~L~1] / (n(n-3))``
   with ``K~`` the Gram matrix with its diagonal set to zero. Near 0 for independent
   data at any width, where biased CKA is not.
+* ``StreamingMoments``: the statistics of ``debiased_cka`` from row chunks, in memory set by the
+  widths (torch, on any device: on a GPU the cross-products are float32 GEMMs there).
 * ``rbf_cka``: Gaussian kernel with bandwidth ``sigma = fraction * median`` pairwise
   distance, minibatch CKA (Nguyen et al. 2021: unbiased HSIC averaged over disjoint
   batches of rows, then the ratio) so that memory is ``[batch, batch]``.
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 Matrix = np.ndarray | sp.spmatrix | sp.sparray
 
@@ -93,71 +96,93 @@ def cross_moments(x: Matrix, y: Matrix, block: int = 2048, on_block=None) -> Cro
 
 class StreamingMoments:
     """:class:`CrossMoments` of ``x [n, p]`` and ``y [n, q]`` from their rows given in chunks, in memory that
-    does not grow with ``n``: the ``[p, q]`` cross-product ``G = X^T Y`` (float64) and a few vectors.
+    does not grow with ``n``: the ``[p, q]`` cross-product ``G = X^T Y`` (float64, on ``device``) and a few
+    vectors.
 
-    A chunk ``add(xc, yc)`` is a pair of ``scipy.sparse`` matrices (SAE codes with few non-zeros, multiplied
-    sparsely) or dense float32 arrays (a sparse one beside a dense one is made dense) (codes that fire densely: a float32 GEMM of the chunks after subtracting
-    a fixed shift, the first dense chunk's column means, so that the float32 products are of centred-sized
-    numbers; the shift is added back in float64 at the end). The row terms expand as
+    A chunk ``add(xc, yc)`` is either a pair of ``scipy.sparse`` matrices (SAE codes with few non-zeros:
+    multiplied sparsely, on the CPU) or dense (torch tensors on ``device``, or arrays): a float32 GEMM of
+    the chunks after subtracting a fixed shift, the first dense chunk's column means, so that the float32
+    products are of centred-sized numbers; the shift is added back in float64 when the moments are read.
+    A sparse chunk beside a dense one is made dense. The row terms expand as
     ``1'K~L~1 = sx'G sy - (sum_i |y_i|^2 x_i).sx - (sum_i |x_i|^2 y_i).sy + sum_i |x_i|^2 |y_i|^2``
-    and ``1'K~1 = |sx|^2 - sum_i |x_i|^2``.
+    and ``1'K~1 = |sx|^2 - sum_i |x_i|^2``. Nothing waits for the device until :meth:`moments`.
     """
 
-    def __init__(self, p: int, q: int):
+    def __init__(self, p: int, q: int, device: str | torch.device = "cpu", block: int = 2048):
+        self.device, self.block = torch.device(device), block
+        zeros = lambda *shape: torch.zeros(shape, dtype=torch.float64, device=self.device)  # noqa: E731
         self.n = 0
-        self.g = np.zeros((p, q))
-        self.sx, self.sy = np.zeros(p), np.zeros(q)
-        self.wx, self.wy = np.zeros(p), np.zeros(q)  # sum_i |y_i|^2 x_i, sum_i |x_i|^2 y_i
-        self.diag = self.sq_x = self.sq_y = 0.0
-        self.shift: tuple[np.ndarray, np.ndarray] | None = None  # (c_x, c_y) of the dense chunks
+        self.g = zeros(p, q)
+        self.sx, self.sy = zeros(p), zeros(q)
+        self.wx, self.wy = zeros(p), zeros(q)  # sum_i |y_i|^2 x_i, sum_i |x_i|^2 y_i
+        self.scalars = zeros(3)  # sum_i |x_i|^2 |y_i|^2, sum_i |x_i|^2, sum_i |y_i|^2
+        self.shift: tuple[torch.Tensor, torch.Tensor] | None = None  # (c_x, c_y) of the dense chunks, float32
         self.dense_n = 0
-        self.dense_sx, self.dense_sy = np.zeros(p), np.zeros(q)  # sums of the shifted dense rows
+        self.dense_sx, self.dense_sy = zeros(p), zeros(q)  # sums of the shifted dense rows
 
-    def add(self, xc: Matrix, yc: Matrix) -> None:
-        if sp.issparse(xc) != sp.issparse(yc):  # one side fires densely: both as dense chunks
-            xc, yc = (m.toarray() if sp.issparse(m) else m for m in (xc, yc))
-        low = (xc, yc)  # the dense chunks' float32 for the GEMM; every other sum in float64
-        xc, yc = (sp.csr_matrix(m, dtype=np.float64) if sp.issparse(m) else np.asarray(m, np.float64) for m in low)
-        a, b = _row_sq_norms(xc), _row_sq_norms(yc)
+    def add(self, xc, yc) -> None:
+        if sp.issparse(xc) and sp.issparse(yc):
+            self._add_sparse(sp.csr_matrix(xc, dtype=np.float64), sp.csr_matrix(yc, dtype=np.float64))
+        else:
+            self._add_dense(*(self._tensor(m) for m in (xc, yc)))
+
+    def _tensor(self, m) -> torch.Tensor:
+        m = m.toarray() if sp.issparse(m) else m
+        return (torch.from_numpy(np.asarray(m)) if not isinstance(m, torch.Tensor) else m).to(self.device)
+
+    def _add_rows(self, a, b, sx, sy, wx, wy) -> None:
+        """The sums over rows of one chunk (float64 tensors): squared row norms ``a``, ``b``, column sums,
+        and ``wx = x^T b``, ``wy = y^T a``."""
         self.n += len(a)
-        self.diag += float(a @ b)
-        self.sq_x += float(a.sum())
-        self.sq_y += float(b.sum())
-        self.sx += np.asarray(xc.sum(axis=0), np.float64).ravel()
-        self.sy += np.asarray(yc.sum(axis=0), np.float64).ravel()
-        self.wx += np.asarray(xc.T @ b, np.float64).ravel()
-        self.wy += np.asarray(yc.T @ a, np.float64).ravel()
-        if sp.issparse(xc):
-            prod = (xc.T @ yc).tocoo()
-            self.g[prod.row, prod.col] += prod.data  # a canonical product: each (row, col) once
-            return
-        xc, yc = (np.asarray(m, np.float32) for m in low)
-        if self.shift is None:
-            self.shift = (xc.mean(axis=0), yc.mean(axis=0))
-        xs, ys = xc - self.shift[0], yc - self.shift[1]
-        self.g += xs.T @ ys
-        self.dense_n += len(xs)
-        self.dense_sx += xs.sum(axis=0, dtype=np.float64)
-        self.dense_sy += ys.sum(axis=0, dtype=np.float64)
+        self.scalars += torch.stack([a @ b, a.sum(), b.sum()])
+        self.sx += sx
+        self.sy += sy
+        self.wx += wx
+        self.wy += wy
 
-    def moments(self, block: int = 2048) -> CrossMoments:
-        """The statistics so far, computed over row blocks of ``G`` (no second ``[p, q]`` array; the
-        accumulator is left as it was, so more chunks may follow)."""
-        raw = centred = row_dot = 0.0
+    def _add_sparse(self, xc: sp.csr_matrix, yc: sp.csr_matrix) -> None:
+        if self.device.type != "cpu":
+            raise ValueError(f"sparse chunks are multiplied on the CPU; give dense tensors on {self.device}")
+        a, b = _row_sq_norms(xc), _row_sq_norms(yc)
+        vec = lambda m: torch.from_numpy(np.asarray(m, np.float64).ravel())  # noqa: E731
+        self._add_rows(vec(a), vec(b), vec(xc.sum(axis=0)), vec(yc.sum(axis=0)), vec(xc.T @ b), vec(yc.T @ a))
+        prod = (xc.T @ yc).tocoo()
+        self.g.numpy()[prod.row, prod.col] += prod.data  # a canonical product: each (row, col) once
+
+    def _add_dense(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        x64, y64 = x.double(), y.double()
+        a, b = (x64 * x64).sum(1), (y64 * y64).sum(1)
+        self._add_rows(a, b, x64.sum(0), y64.sum(0), x64.T @ b, y64.T @ a)
+        del x64, y64
+        x, y = x.float(), y.float()
+        if self.shift is None:
+            self.shift = (x.mean(0), y.mean(0))
+        xs, ys = x - self.shift[0], y - self.shift[1]
+        for s in range(0, self.g.shape[0], self.block):  # [block, q] float32 temporaries, added into float64
+            self.g[s : s + self.block] += xs[:, s : s + self.block].T @ ys
+        self.dense_n += len(xs)
+        self.dense_sx += xs.sum(0, dtype=torch.float64)
+        self.dense_sy += ys.sum(0, dtype=torch.float64)
+
+    def moments(self) -> CrossMoments:
+        """The statistics so far, over row blocks of ``G`` (no second ``[p, q]`` array; the accumulator is
+        left as it was, so more chunks may follow)."""
+        raw, centred, row_dot = (torch.zeros((), dtype=torch.float64, device=self.device) for _ in range(3))
         mean_y = self.sy / self.n
-        for s in range(0, self.g.shape[0], block):
-            part = self.g[s : s + block]
+        for s in range(0, self.g.shape[0], self.block):
+            part = self.g[s : s + self.block]
             if self.shift is not None:  # undo the shift: sum (x'+cx)(y'+cy)^T = G' + sx' cy^T + cx (sy' + m cy)^T
-                cx, cy = (c.astype(np.float64) for c in self.shift)
-                part = part + (np.outer(self.dense_sx[s : s + block], cy)
-                               + np.outer(cx[s : s + block], self.dense_sy + self.dense_n * cy))
-            raw += float(np.vdot(part, part))
-            c = part - np.outer(self.sx[s : s + block], mean_y)
-            centred += float(np.vdot(c, c))
-            row_dot += float(self.sx[s : s + block] @ part @ self.sy)
-        row_dot += self.diag - float(self.wx @ self.sx + self.wy @ self.sy)
-        return CrossMoments(self.n, raw, centred, self.diag, row_dot,
-                            float(self.sx @ self.sx - self.sq_x), float(self.sy @ self.sy - self.sq_y))
+                cx, cy = (c.double() for c in self.shift)
+                part = part + (torch.outer(self.dense_sx[s : s + self.block], cy)
+                               + torch.outer(cx[s : s + self.block], self.dense_sy + self.dense_n * cy))
+            raw += torch.sum(part * part)
+            c = part - torch.outer(self.sx[s : s + self.block], mean_y)
+            centred += torch.sum(c * c)
+            row_dot += self.sx[s : s + self.block] @ part @ self.sy
+        diag, sq_x, sq_y = self.scalars.tolist()
+        row_dot = row_dot.item() + diag - float(self.wx @ self.sx + self.wy @ self.sy)
+        return CrossMoments(self.n, raw.item(), centred.item(), diag, row_dot,
+                            float(self.sx @ self.sx) - sq_x, float(self.sy @ self.sy) - sq_y)
 
 
 def unbiased_hsic(m: CrossMoments) -> float:

@@ -28,23 +28,29 @@ from saesuite.sae.model import load_sae
 
 COLUMNS = ["name", "architecture", "l0_a", "l0_b", "l0_ratio", "topk_overlap", "topk_overlap_b_to_a",
            "debiased_cka_codes", "alive_a", "alive_b", "n_images"]
-SPARSE_BELOW = 1 / 16  # a chunk of codes with fewer non-zeros than this is multiplied sparsely, else as float32 GEMMs
+# On the CPU a chunk of codes with fewer non-zeros than this is multiplied sparsely, else as float32 GEMMs. Measured
+# on 2 cores at F = 16,384, random supports over 2,048 rows (CPU s, sparse against dense): L0 64: 1.2 / 15.7,
+# 128: 3.8 / 16.1, 256: 15.8 / 18.9, 512: 36.6 / 18.9; a whole sweep pair of the rehearsal's TopK SAEs at L0 256
+# over 50,000 rows: 868 / 1,480 (`rehearsal_cost.py sparse`). On a GPU the chunks stay dense on the device.
+SPARSE_BELOW = 1 / 48
 
 
 def _chunk(f: torch.Tensor):
-    """One chunk of codes for :class:`StreamingMoments`: sparse when it fires sparsely, else dense float32."""
-    f = f.numpy()
-    return sp.csr_matrix(f) if np.count_nonzero(f) < SPARSE_BELOW * f.size else f
+    """One chunk of codes for :class:`StreamingMoments`: on the CPU, sparse when it fires sparsely; else the
+    tensor itself (dense float32 GEMMs, on its device)."""
+    if f.device.type == "cpu" and int(torch.count_nonzero(f)) < SPARSE_BELOW * f.numel():
+        return sp.csr_matrix(f.numpy())
+    return f
 
 
 class _PairCodes:
     """What the sweep keeps of two SAEs' codes as their row chunks go by: the non-zero counts, the top-k
     image sets and the three cross-products of the debiased CKA (memory set by F_A x F_B, not by rows)."""
 
-    def __init__(self, fa: int, fb: int, k: int):
+    def __init__(self, fa: int, fb: int, k: int, device: str = "cpu"):
         self.rows = self.nnz_a = self.nnz_b = 0
-        self.top_a, self.top_b = StreamingTopK(fa, k), StreamingTopK(fb, k)
-        self.ab, self.aa, self.bb = StreamingMoments(fa, fb), StreamingMoments(fa, fa), StreamingMoments(fb, fb)
+        self.top_a, self.top_b = StreamingTopK(fa, k, device), StreamingTopK(fb, k, device)
+        self.ab, self.aa, self.bb = (StreamingMoments(p, q, device) for p, q in ((fa, fb), (fa, fa), (fb, fb)))
 
     def add(self, fa: torch.Tensor, fb: torch.Tensor) -> None:
         self.top_a.update(self.rows, fa)
@@ -69,14 +75,14 @@ def pair_scores(dir_a: Path, ca: ActivationCache, dir_b: Path, cb: ActivationCac
     (sae_a, cfg_a), (sae_b, cfg_b) = load_sae(dir_a, device), load_sae(dir_b, device)
     check_sae_matches_cache(sae_a, cfg_a, dir_a, ca)
     check_sae_matches_cache(sae_b, cfg_b, dir_b, cb)
-    acc = _PairCodes(sae_a.d_sae, sae_b.d_sae, k)
+    acc = _PairCodes(sae_a.d_sae, sae_b.d_sae, k, device)
     # one inference-mode block around both caches' chunks (two interleaved encode_chunks generators
     # would leave grad mode off when the second one is collected)
     with torch.inference_mode():
         for (start, xa), (_, xb) in zip(ca.chunks(chunk_rows), cb.chunks(chunk_rows)):
             rows = keep[start : start + len(xa)]
-            acc.add(sae_a.encode(torch.from_numpy(xa[rows]).to(device)).float().cpu(),
-                    sae_b.encode(torch.from_numpy(xb[rows]).to(device)).float().cpu())
+            acc.add(sae_a.encode(torch.from_numpy(xa[rows]).to(device)).float(),
+                    sae_b.encode(torch.from_numpy(xb[rows]).to(device)).float())
     return {**acc.scores(), "architecture": cfg_a["architecture"]}
 
 

@@ -148,7 +148,7 @@ def stream_split(sae: SAE, cache: ActivationCache, labels: np.ndarray, n_classes
     valid = cache.valid_mask()  # rows of bad images are zeros in the cache: left out
     recon = ReconstructionStats(cache.n, cache.d, cfg.near_zero_threshold)
     latent = LatentStats(sae.d_sae, n_classes, cfg.device)
-    topk = StreamingTopK(sae.d_sae, cfg.top_k)
+    topk = StreamingTopK(sae.d_sae, cfg.top_k, cfg.device)
     top_images = TopActivatingImages(cfg.top_images, min(cfg.latents_per_image, sae.d_sae))
     heat = np.zeros((min(cfg.heatmap_rows, cache.n), sae.d_sae), np.float32)
     labels_t = torch.from_numpy(labels)
