@@ -2,6 +2,7 @@
 
     python benchmarks/rehearsal_cost.py [--run results/rehearsal] [--readme benchmarks/README.md]
     python benchmarks/rehearsal_cost.py memory --rows 25000 50000   # peak memory against rows
+    python benchmarks/rehearsal_cost.py sparse --k 64 256   # the inflated host terms at trained sparsity
 
 Measured: every job's Snakemake benchmark file (wall ``s``, ``cpu_time``, ``max_rss``, ``io_out``)
 summed per rule, and the bytes each stage's folder holds. On a shared machine wall time is inflated
@@ -39,6 +40,7 @@ PAPER = {"train_images": 1_281_167, "eval_images": 50_000, "steps": 2560, "batch
          "F_replication": 65536, "saes_per_pass": 6, "extra_seeds": 2, "permutations": 100, "interval_splits": 50,
          "cache_workers": 14}
 GPUS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 peak FLOP/s (SXM)
+FP32 = {"H100": 67e12, "H200": 67e12, "A100": 19.5e12}  # fp32 (non-tensor) peak FLOP/s: the sweep's float32 GEMMs
 FIGURE_RULES = {"frontier": "figure_frontier", "training_curve": "figure_training_curve",
                 "lifetime_sparsity": "figure_lifetime_sparsity", "compare_sweep": "figure_compare_sweep"}
 STAGE_DIRS = ("data", "cache", "sae", "eval", "sweep", "compare", "explorer", "figures", "paper", "planted")
@@ -140,9 +142,36 @@ def backbone_flops() -> dict:
     return out
 
 
-def project(rules: dict, rates: dict, flops: dict, gpu: str, fraction: float, n_gpus: int, host_cores: int) -> dict:
+def sweep_on_gpu(sparse: dict, rate: float, fp32_rate: float) -> dict:
+    """compare_sweep on the GPU: per SAE pair the encodes (2·N·d·F per SAE, bf16) and the debiased CKA's
+    three cross-products as float32 GEMMs (2·N·F² each). The top-k merges run on the device too; their CPU
+    time measured here (the sparse stage at L0 64) is what they would cost the host if they did not."""
+    p, pairs = PAPER, PAPER["saes_per_pass"]
+    gemm = pairs * 3 * 2 * p["eval_images"] * p["F"] ** 2
+    encode = pairs * 2 * 2 * p["eval_images"] * p["d"] * p["F"]
+    topk_cpu = pairs * sparse["sweep_pair_topk"]["64"]["topk_cpu_s"]
+    return {"gpu_s": gemm / fp32_rate + encode / rate, "parallel": False,
+            "how": f"{pairs} SAE pairs: 3 cross-products of 2·N·F² FLOPs as float32 GEMMs / (fp32 peak x fraction) "
+                   f"+ encodes / rate; the top-k merges run on the GPU (on this CPU they took {topk_cpu:.0f} s for "
+                   f"{pairs} pairs, sparse.json); not checked on a GPU"}
+
+
+def replication_at_l0(rules: dict, run: Path, sparse: dict) -> dict:
+    """evaluate_sae's host term with the replication's codes as sparse as a trained SAE's: the rehearsal's
+    replication job (its 16-step ReLU codes fire on half the latents) replaced by 4 x (F = 65,536 against
+    16,384) the measured CPU time of evaluating an F = 16,384 SAE at each measured L0 (sparse.json)."""
+    tsv = run / "benchmarks" / "evaluate_sae" / "ViT-L-14" / "replication.tsv"
+    with open(tsv) as fh:
+        replication = float(next(csv.DictReader(fh, delimiter="\t"))["cpu_time"])
+    others = rules["evaluate_sae"]["cpu_s"] - replication
+    return {k: others + PAPER["F_replication"] / PAPER["F"] * r["cpu_s"] for k, r in sparse["evaluate_topk"].items()}
+
+
+def project(rules: dict, rates: dict, flops: dict, gpu: str, fraction: float, n_gpus: int, host_cores: int,
+            run: Path, sparse: dict | None = None) -> dict:
     """Projected seconds per rule of the paper run: on one ``gpu`` at ``fraction`` of its bf16 peak with
-    ``host_cores`` CPU cores beside it, and on ``n_gpus`` of them under SLURM. Each entry says how it was obtained."""
+    ``host_cores`` CPU cores beside it, and on ``n_gpus`` of them under SLURM. Each entry says how it was obtained.
+    With ``sparse`` (the ``sparse`` mode's measurements) the sweep's cross-products are projected on the GPU."""
     p, rate = PAPER, GPUS[gpu] * fraction
     sae_step = 10 * p["batch"] * p["d"] * p["F"]  # encode + decode, and the backward matmuls for W_dec, f and W_enc
     images = p["train_images"] + p["eval_images"]
@@ -166,6 +195,9 @@ def project(rules: dict, rates: dict, flops: dict, gpu: str, fraction: float, n_
                            "how": "A, B (F = 16k), replication (F = 64k): 4·N·d·F each + zero-shot fidelity over 50,000 "
                                   "images (2 passes) / rate, + the measured CPU time at the same shapes (an upper "
                                   "bound on the host's statistics)"}
+    if sparse is not None:
+        out["evaluate_sae"]["at_l0_s"] = {k: (2 * encode + 4 * encode + fidelity) / rate + host_s
+                                          for k, host_s in replication_at_l0(rules, run, sparse).items()}
     out["sweep_frontier"] = {"gpu_s": 2 * p["saes_per_pass"] * encode / rate + host("sweep_frontier") * 2, "parallel": True,
                              "how": "6 SAEs per model: 4·N·d·F each / rate, + measured CPU time x 2 (3 SAEs here)"}
     units = lambda perms, splits, seeds: 1 + perms + splits + seeds  # noqa: E731 (score passes of one comparison)
@@ -180,9 +212,12 @@ def project(rules: dict, rates: dict, flops: dict, gpu: str, fraction: float, n_
             how = (f"measured CPU time / {units(2, 2, 1)} score passes here (1 + 2 permutations + 2 splits + 1 seed) x "
                    f"({serial} serial passes (observed, {p['extra_seeds']} seeds) + {parallel} null and split passes "
                    f"/ {host_cores} host cores): the scores run on the CPU, their passes in parallel")
-        elif rule == "compare_sweep":
+        elif rule == "compare_sweep" and sparse is None:
             scale = p["saes_per_pass"] / 3
             how = "measured CPU time x 2: 6 SAE pairs against 3 here"
+        elif rule == "compare_sweep":
+            out[rule] = sweep_on_gpu(sparse, rate, FP32[gpu] * fraction)
+            continue
         out[rule] = {"gpu_s": rules[rule]["cpu_s"] * scale, "parallel": False, "how": how}
     for entry in out.values():
         entry["slurm_s"] = entry["gpu_s"] / n_gpus if entry["parallel"] else entry["gpu_s"]
@@ -202,6 +237,13 @@ def table(rules: dict, projection: dict, gpu: str, n_gpus: int) -> str:
     lines.append(f"| **total** | {sum(r['jobs'] for r in rules.values())} | {sum(r['wall_s'] for r in rules.values()):.0f} "
                  f"| {sum(r['cpu_s'] for r in rules.values()):.0f} | {max(r['peak_rss_mb'] for r in rules.values()):.0f} "
                  f"| {sum(r['written_mb'] for r in rules.values()):.0f} | {total('gpu_s'):.0f} | {total('slurm_s'):.0f} |")
+    at_l0 = projection.get("evaluate_sae", {}).get("at_l0_s", {})
+    if at_l0:
+        upper = projection["evaluate_sae"]["gpu_s"]
+        lines.append("")
+        lines.append("With the replication's codes as sparse as a trained SAE's (`rehearsal_cost.py sparse`), evaluate_sae "
+                     "and the total on 1 " + gpu + " are " + "; ".join(
+                         f"at L0 {k}: {s:.0f} s and {total('gpu_s') - upper + s:.0f} s" for k, s in at_l0.items()) + ".")
     return "\n".join(lines)
 
 
@@ -233,9 +275,44 @@ def memory_slope(run: Path, rows: list[int]) -> dict:
     return out
 
 
-def run_stage(run: Path, n_rows: int, stage: str) -> dict:
+def sparse_rates(run: Path, ks: list[int], stages: list[str]) -> dict:
+    """The two host terms that the rehearsal's 16-step ReLU SAEs inflate (they fire on half their latents),
+    measured instead with codes of a trained SAE's sparsity: the main SAEs re-read as TopK at each ``k``
+    (exactly ``k`` latents per row, the paper's main SAEs at k = 64). Per ``k``, each in a fresh process
+    over all 50,000 eval rows: CPU seconds and peak RSS of evaluating one SAE (its host statistics; the
+    copied caches carry no CLIP embeddings, so no zero-shot fidelity) and of the sweep table's scores for one
+    SAE pair (``compare.sweep.pair_scores``). Entries already in ``sparse.json`` for other stages or ``k`` are kept."""
+    path = run / "sparse.json"
+    out: dict = json.loads(path.read_text()) if path.exists() else {}
+    for k in ks:
+        for stage in stages:
+            child = subprocess.run([sys.executable, __file__, "stage", "--run", str(run), "--stage", stage,
+                                    "--rows", str(PAPER["eval_images"]), str(PAPER["eval_images"]), "--k", str(k)],
+                                   capture_output=True, text=True, cwd=REPO)
+            if child.returncode:
+                raise RuntimeError(child.stderr[-2000:])
+            out.setdefault(stage, {})[str(k)] = json.loads(child.stdout.strip().splitlines()[-1])
+            path.write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+def as_topk(sae_dir: Path, k: int, out: Path) -> Path:
+    """A copy of the TopK SAE at ``sae_dir`` that keeps ``k`` latents per row (same weights)."""
+    import shutil
+
+    shutil.copytree(sae_dir, out, ignore=shutil.ignore_patterns("seeds", "sweep", "replication", "checkpoints"))
+    cfg = json.loads((out / "cfg.json").read_text())
+    if cfg["architecture"] != "topk":
+        raise SystemExit(f"{sae_dir} is a {cfg['architecture']} SAE; the sparse rates need the rehearsal's TopK main SAEs")
+    (out / "cfg.json").write_text(json.dumps({**cfg, "k": k}, indent=2))
+    return out
+
+
+def run_stage(run: Path, n_rows: int, stage: str, k: int = 64) -> dict:
     """One stage on the first ``n_rows`` rows of the eval caches (copied to a temporary folder first):
-    the process's peak RSS (MB), its RSS before the stage started and the stage's seconds."""
+    the process's peak RSS (MB), its RSS before the stage started, the stage's seconds and its CPU seconds
+    (all threads). ``*_topk`` stages use the main SAEs as TopK SAEs at ``k`` (:func:`as_topk`)."""
+    import shutil
     import tempfile
     import time
 
@@ -252,30 +329,56 @@ def run_stage(run: Path, n_rows: int, stage: str) -> dict:
         return write_array_cache(tmp / model, cache.gather(np.arange(n_rows)), meta,
                                  labels=cache.labels()[:n_rows], n_shards=2)
 
-    caches = {model: first_rows(model) for model in ("RN50", "ViT-L-14")}
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    t0 = time.perf_counter()
-    if stage == "evaluate":
-        from saesuite.evaluate.evaluation import EvalConfig, evaluate_sae
+    try:
+        caches = {model: first_rows(model) for model in ("RN50", "ViT-L-14")}
+        saes = {model: run / "sae" / model for model in caches}
+        if stage.endswith("_topk"):
+            saes = {model: as_topk(path, k, tmp / "sae" / model) for model, path in saes.items()}
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])  # noqa: E731 (user + system, all threads)
+        t0, c0, extra = time.perf_counter(), cpu(), {}
+        if stage.startswith("evaluate"):
+            from saesuite.evaluate.evaluation import EvalConfig, evaluate_sae
 
-        evaluate_sae(run / "sae" / "ViT-L-14", caches["ViT-L-14"], tmp / "eval", EvalConfig(device="cpu"))
-    else:
-        from saesuite.compare.features import CompareSettings
-        from saesuite.compare.saes import compare_saes
+            evaluate_sae(saes["ViT-L-14"], caches["ViT-L-14"], tmp / "eval", EvalConfig(device="cpu"))
+        elif stage == "sweep_pair_topk":
+            from saesuite.compare.sweep import compare_along_sweep
+            from saesuite.evaluate.topk import StreamingTopK
 
-        compare_saes(caches["RN50"], run / "sae" / "RN50", caches["ViT-L-14"], run / "sae" / "ViT-L-14",
-                     tmp / "compare", settings=CompareSettings(permutations=2, interval_splits=0), workers=2)
-    return {"rows": n_rows, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "before_stage_mb": before, "seconds": time.perf_counter() - t0,
-            # the largest forked worker of the comparison's null (its RSS counts the pages it shares with the parent)
-            "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if stage == "compare" else None}
+            update, topk_cpu = StreamingTopK.update, [0.0]
+
+            def timed_update(self, start, f):  # the top-k merges stay on the host when the SAEs run on a GPU
+                c = cpu()
+                update(self, start, f)
+                topk_cpu[0] += cpu() - c
+
+            StreamingTopK.update = timed_update
+            compare_along_sweep(caches["RN50"], caches["ViT-L-14"], {"main": saes["RN50"]}, {"main": saes["ViT-L-14"]}, k=9)
+            extra["topk_cpu_s"] = topk_cpu[0]
+        else:
+            from saesuite.compare.features import CompareSettings
+            from saesuite.compare.saes import compare_saes
+
+            compare_saes(caches["RN50"], run / "sae" / "RN50", caches["ViT-L-14"], run / "sae" / "ViT-L-14",
+                         tmp / "compare", settings=CompareSettings(permutations=2, interval_splits=0), workers=2)
+        return {"rows": n_rows, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "before_stage_mb": before, "seconds": time.perf_counter() - t0, "cpu_s": cpu() - c0, "k": k,
+                # the largest forked worker of the comparison's null (its RSS counts the pages it shares with the parent)
+                "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if stage == "compare" else None,
+                **extra}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", nargs="?", default="cost", choices=("cost", "memory", "stage"),
-                        help="stage: one stage at --rows rows (memory's child process)")
-    parser.add_argument("--stage", choices=("evaluate", "compare"), default="evaluate")
+    parser.add_argument("mode", nargs="?", default="cost", choices=("cost", "memory", "sparse", "stage"),
+                        help="stage: one stage at --rows rows (the child process of memory and sparse)")
+    parser.add_argument("--stage", choices=("evaluate", "compare", "evaluate_topk", "sweep_pair_topk"), default="evaluate")
+    parser.add_argument("--k", type=int, nargs="+", default=[64, 256],
+                        help="sparse: the L0s (TopK k) to measure at; stage: the first one")
+    parser.add_argument("--stages", nargs="+", choices=("evaluate_topk", "sweep_pair_topk"),
+                        default=["evaluate_topk", "sweep_pair_topk"], help="sparse: the stages to (re)measure")
     parser.add_argument("--run", type=Path, default=REPO / "results" / "rehearsal")
     parser.add_argument("--readme", type=Path, default=REPO / "benchmarks" / "README.md")
     parser.add_argument("--gpu", default="H100", choices=sorted(GPUS))
@@ -285,7 +388,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs=2, default=[25000, 50000])
     args = parser.parse_args()
     if args.mode == "stage":
-        print(json.dumps(run_stage(args.run, args.rows[0], args.stage)))
+        print(json.dumps(run_stage(args.run, args.rows[0], args.stage, args.k[0])))
+        return
+    if args.mode == "sparse":
+        print(json.dumps(sparse_rates(args.run, args.k, args.stages), indent=2))
         return
     if args.mode == "memory":
         result = memory_slope(args.run, args.rows)
@@ -293,12 +399,17 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     rules, rates, flops = measured(args.run), backbone_rates(args.run), backbone_flops()
-    projection = project(rules, rates, flops, args.gpu, args.fraction, args.gpus, args.host_cores)
+    sparse_json = args.run / "sparse.json"
+    sparse = json.loads(sparse_json.read_text()) if sparse_json.exists() else None
+    projection = project(rules, rates, flops, args.gpu, args.fraction, args.gpus, args.host_cores, args.run, sparse)
+    total = sum(e["gpu_s"] for e in projection.values())
+    at_l0 = {k: total - projection["evaluate_sae"]["gpu_s"] + s for k, s in projection["evaluate_sae"].get("at_l0_s", {}).items()}
     cost = {"measured": {"rules": rules, "disk_mb": disk(args.run), "backbone_rates": rates,
                          "note": "Snakemake's benchmark files: wall s, cpu_time, max_rss, io_out, summed per rule"},
             "projected": {"disk_gb": projected_disk(args.run), "gpu": args.gpu, "fraction_of_peak": args.fraction, "peak_flops": GPUS[args.gpu],
                           "slurm_gpus": args.gpus, "host_cores": args.host_cores, "backbone_flops_per_image": flops, "paper": PAPER, "rules": projection,
-                          "total_gpu_s": sum(e["gpu_s"] for e in projection.values()),
+                          "total_gpu_s": total,
+                          "total_gpu_s_replication_at_l0": at_l0, "sparse": sparse,
                           "total_slurm_s": sum(e["slurm_s"] for e in projection.values())}}
     (args.run / "cost.json").write_text(json.dumps(cost, indent=2) + "\n")
     write_readme(args.readme, table(rules, projection, args.gpu, args.gpus))
