@@ -347,7 +347,7 @@ def run_stage(run: Path, n_rows: int, stage: str, k: int = 64) -> dict:
 
             update, topk_cpu = StreamingTopK.update, [0.0]
 
-            def timed_update(self, start, f):  # the top-k merges stay on the host when the SAEs run on a GPU
+            def timed_update(self, start, f):  # the top-k merges' share (on a GPU they run on the device)
                 c = cpu()
                 update(self, start, f)
                 topk_cpu[0] += cpu() - c

@@ -239,7 +239,7 @@ def test_streamed_cka_moments_equal_the_whole_matrix_ones_for_sparse_dense_and_m
     y = np.maximum(rng.normal(size=(500, 30)) - 1.0, 0).astype(np.float32)
     want = np.array(astuple(cross_moments(x.astype(np.float64), y.astype(np.float64))), float)
     for mode, tol in (("sparse", 1e-12), ("dense", 1e-7), ("mixed", 1e-7), ("one side dense", 1e-7)):
-        sm = StreamingMoments(40, 30)
+        sm = StreamingMoments(40, 30, block=16)  # G read in three row blocks
         for i, s in enumerate(range(0, 500, 128)):
             dense = mode == "dense" or (mode == "mixed" and i % 2)
             xc, yc = x[s : s + 128], y[s : s + 128]

@@ -14,6 +14,7 @@ from saesuite.cache.format import write_array_cache
 from saesuite.compare.saes import SCORES, compare_saes
 from saesuite.compare.features import CompareSettings
 from saesuite.compare.knn import mutual_knn
+from saesuite.device import resolve_device
 from saesuite.report.paper import write_numbers
 from saesuite.sae.model import SAE, save_sae
 from saesuite.schema import validate
@@ -52,7 +53,7 @@ def synthetic(tmp_path_factory):
         out[f"w_{name}"] = relu_sae(d, f, 1 if name == "a" else 2, 1.6, f"my-model-{name}", hook, base / f"sae_{name}")
     settings = CompareSettings(k=5, knn_k=5, knn_rows=N, rbf_rows=N, rbf_batch=N, permutations=9, interval_splits=6)
     out["result"] = compare_saes(base / "cache_a", base / "sae_a", base / "cache_b", base / "sae_b", base / "cmp",
-                                 settings=settings)
+                                 settings=settings, device="auto")
     out["dir"] = base / "cmp"
     return out
 
@@ -151,11 +152,12 @@ def test_split_half_table_gives_the_interval(synthetic):
 
 
 def test_the_null_and_halves_are_the_same_bytes_on_worker_processes(synthetic, tmp_path):
-    """The permutation null and the split halves run on 3 forked workers give the files one process gives."""
+    """The permutation null and the split halves run on 3 forked workers give the files one process gives
+    (and device "auto" is resolved before the codes are made)."""
     base = synthetic["dir"].parent
     settings = CompareSettings(k=5, knn_k=5, knn_rows=N, rbf_rows=N, rbf_batch=N, permutations=9, interval_splits=6)
     result = compare_saes(base / "cache_a", base / "sae_a", base / "cache_b", base / "sae_b", tmp_path / "cmp",
-                          settings=settings, workers=3)
+                          settings=settings, workers=3, device=str(resolve_device("auto")))
     for name in ("null.csv", "halves.csv", "pairs.csv"):
         assert (tmp_path / "cmp" / name).read_bytes() == (synthetic["dir"] / name).read_bytes(), name
     assert len(pd.read_csv(tmp_path / "cmp" / "null.csv")) == 9
@@ -239,5 +241,9 @@ def test_the_comparison_along_the_sweep_against_a_direct_computation(synthetic, 
     # streamed in chunks of 32 rows (sparse and dense chunks mixed): the same table
     chunked = compare_along_sweep(base / "cache_a", base / "cache_b", saes_a, saes_b, k=k, chunk_rows=32)
     pd.testing.assert_frame_equal(chunked, table, rtol=1e-6)  # float32 GEMMs of dense chunks: 4e-7 measured
+    # device "auto" (config/cifar10.yaml's) is resolved first: the table of the device it names
+    auto = compare_along_sweep(base / "cache_a", base / "cache_b", saes_a, saes_b, k=k, device="auto")
+    resolved = compare_along_sweep(base / "cache_a", base / "cache_b", saes_a, saes_b, k=k, device=str(resolve_device("auto")))
+    pd.testing.assert_frame_equal(auto, resolved)
     gc.collect()
     assert torch.is_grad_enabled()  # nothing it ran leaves autograd off for the caller

@@ -181,3 +181,14 @@ def test_basis_chance_of_a_cache_without_backbone_matches_numpy(user_cache, tmp_
     assert chance["directions"] == 500 and chance["seed"] == 3
     assert chance["basis_mean"] == pytest.approx(best.mean(), rel=1e-6)
     assert chance["basis_fraction_above"] == pytest.approx((best > 0.5).mean())
+
+
+def test_device_auto_is_resolved_before_any_accumulator_is_made(user_cache, tmp_path):
+    """device: auto (config/cifar10.yaml's) evaluates on the device it resolves to, with that device's metrics
+    (torch itself has no device "auto")."""
+    from saesuite.device import resolve_device
+
+    base = user_cache[0]
+    auto = evaluate_sae(base / "sae", base / "cache", tmp_path / "auto", EvalConfig(chunk_rows=7, device="auto"))
+    resolved = EvalConfig(chunk_rows=7, device=str(resolve_device("auto")))
+    assert auto == evaluate_sae(base / "sae", base / "cache", tmp_path / "resolved", resolved)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from numpy_sae import encode_numpy
 from safetensors.numpy import load_file
@@ -12,6 +13,7 @@ from test_eval_known import write_cache
 from test_sae import random_sae
 
 from saesuite.cache.reader import ActivationCache
+from saesuite.device import resolve_device
 from saesuite.evaluate.frontier import frontier_point, frontier_table
 from saesuite.sae.model import save_sae
 
@@ -65,6 +67,9 @@ def test_the_frontier_table_has_a_row_per_sae_with_its_settings(sweep):
     for row, path in zip(table.itertuples(), dirs.values()):
         assert row.l0 == pytest.approx(frontier_point(path, cache)["l0"])
     assert json.loads((dirs["relu"] / "cfg.json").read_text())["training"]["l1_coefficient"] == table.loc[0, "l1_coefficient"]
+    # device "auto" (config/cifar10.yaml's) is resolved first: the table of the device it names
+    auto = frontier_table(dirs, base / "cache", chunk_rows=32, device="auto")
+    pd.testing.assert_frame_equal(auto, frontier_table(dirs, base / "cache", chunk_rows=32, device=str(resolve_device("auto"))))
 
 
 def test_a_topk_sae_has_no_l1_coefficient_in_the_frontier(sweep, tmp_path):

@@ -169,12 +169,13 @@ class StreamingMoments:
         left as it was, so more chunks may follow)."""
         raw, centred, row_dot = (torch.zeros((), dtype=torch.float64, device=self.device) for _ in range(3))
         mean_y = self.sy / self.n
+        if self.shift is not None:  # undo the shift: sum (x'+cx)(y'+cy)^T = G' + sx' cy^T + cx (sy' + m cy)^T
+            cx, cy = (c.double() for c in self.shift)
+            sy_shifted = self.dense_sy + self.dense_n * cy
         for s in range(0, self.g.shape[0], self.block):
             part = self.g[s : s + self.block]
-            if self.shift is not None:  # undo the shift: sum (x'+cx)(y'+cy)^T = G' + sx' cy^T + cx (sy' + m cy)^T
-                cx, cy = (c.double() for c in self.shift)
-                part = part + (torch.outer(self.dense_sx[s : s + self.block], cy)
-                               + torch.outer(cx[s : s + self.block], self.dense_sy + self.dense_n * cy))
+            if self.shift is not None:
+                part = part + (torch.outer(self.dense_sx[s : s + self.block], cy) + torch.outer(cx[s : s + self.block], sy_shifted))
             raw += torch.sum(part * part)
             c = part - torch.outer(self.sx[s : s + self.block], mean_y)
             centred += torch.sum(c * c)

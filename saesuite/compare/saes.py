@@ -32,6 +32,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from saesuite.cache.reader import ActivationCache
+from saesuite.device import resolve_device
 from saesuite.files import write_json_atomic
 from saesuite.outputs import output_lock
 from saesuite.compare.chance import half_sd, p_value_fields, subsampling_interval, summary
@@ -245,6 +246,7 @@ def compare_saes(
     the null's and the halves' passes (the same numbers at any count). ``out_dir`` is
     created and locked first: an output path that cannot be written fails before any computing.
     """
+    device = str(resolve_device(device))
     with output_lock(out_dir):
         return _compare_locked(cache_a, sae_a, cache_b, sae_b, Path(out_dir), settings,
                                chunk_rows, device, seed_saes_a, seed_saes_b, workers)

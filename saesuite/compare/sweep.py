@@ -22,6 +22,7 @@ from saesuite.cache.reader import ActivationCache
 from saesuite.compare.cka import StreamingMoments, debiased_from_moments
 from saesuite.compare.overlap import topk_overlap
 from saesuite.compare.saes import check_aligned
+from saesuite.device import resolve_device
 from saesuite.evaluate.evaluation import check_sae_matches_cache
 from saesuite.evaluate.topk import StreamingTopK
 from saesuite.sae.model import load_sae
@@ -89,7 +90,7 @@ def pair_scores(dir_a: Path, ca: ActivationCache, dir_b: Path, cb: ActivationCac
 def compare_along_sweep(cache_a: str | Path, cache_b: str | Path, saes_a: dict[str, Path], saes_b: dict[str, Path],
                         k: int, chunk_rows: int = 4096, device: str = "cpu") -> pd.DataFrame:
     """One row per name in both ``saes_a`` and ``saes_b`` (name -> SAE directory), in ``saes_a``'s order."""
-    ca, cb = ActivationCache.open(cache_a), ActivationCache.open(cache_b)
+    ca, cb, device = ActivationCache.open(cache_a), ActivationCache.open(cache_b), str(resolve_device(device))
     check_aligned(ca, cb)
     keep = ca.valid_mask() & cb.valid_mask()
     n = int(keep.sum())

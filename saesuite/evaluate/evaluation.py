@@ -46,7 +46,7 @@ text names, zero-shot fidelity) are then null, and ``skipped`` says why for each
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -259,6 +259,7 @@ def evaluate_sae(
 def _evaluate_locked(sae_dir, cache_dir, out_dir: Path, cfg: EvalConfig, dataset: DatasetSpec | None) -> dict:
     """:func:`evaluate_sae` once its output folder is locked: stream the split, describe the latents, score, write."""
     device = str(resolve_device(cfg.device))
+    cfg = replace(cfg, device=device)  # every accumulator on the resolved device ("auto" is not a torch device)
     sae, sae_cfg, cache = _open_matching(sae_dir, cache_dir, device)
     labels = cache.labels()
     classes = _class_names(cache, labels)

@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 
 from saesuite.cache.reader import ActivationCache
+from saesuite.device import resolve_device
 from saesuite.evaluate.stats import ReconstructionStats
 from saesuite.evaluate.evaluation import encode_chunks
 from saesuite.sae.model import load_sae, read_cfg
@@ -36,7 +37,7 @@ def frontier_table(sae_dirs: dict[str, str | Path], cache_dir: str | Path, chunk
 
     The L1 coefficient is empty (NA) for TopK SAEs, whose loss has no L1 term; k is empty for ReLU SAEs.
     """
-    cache = ActivationCache.open(cache_dir)
+    cache, device = ActivationCache.open(cache_dir), str(resolve_device(device))
     rows = []
     for name, path in sae_dirs.items():
         cfg, variant = read_cfg(path)
