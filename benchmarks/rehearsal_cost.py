@@ -258,17 +258,22 @@ def write_readme(readme: Path, text: str) -> None:
         readme.write_text(old.rstrip("\n") + "\n\n" + block + "\n")
 
 
+def stage_in_child(run: Path, stage: str, rows: int, k: int = 64) -> dict:
+    """:func:`run_stage` in a fresh process (this script's ``stage`` mode), so that its peak RSS is its own."""
+    child = subprocess.run([sys.executable, __file__, "stage", "--run", str(run), "--stage", stage,
+                            "--rows", str(rows), str(rows), "--k", str(k)], capture_output=True, text=True, cwd=REPO)
+    if child.returncode:
+        raise RuntimeError(child.stderr[-2000:])
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
 def memory_slope(run: Path, rows: list[int]) -> dict:
     """Peak RSS of evaluation and comparison on the first ``rows`` rows of the eval caches, each in a fresh
     process (this script's ``stage`` mode), and its slope in MB per 1,000 rows."""
     out: dict = {}
     for n in rows:
         for stage in ("evaluate", "compare"):
-            child = subprocess.run([sys.executable, __file__, "stage", "--run", str(run), "--stage", stage,
-                                    "--rows", str(n), str(n)], capture_output=True, text=True, cwd=REPO)
-            if child.returncode:
-                raise RuntimeError(child.stderr[-2000:])
-            out.setdefault(stage, {})[n] = json.loads(child.stdout.strip().splitlines()[-1])
+            out.setdefault(stage, {})[n] = stage_in_child(run, stage, n)
     for sizes in out.values():
         (a, ra), (b, rb) = sorted(sizes.items())
         sizes["slope_mb_per_1k_rows"] = (rb["peak_rss_mb"] - ra["peak_rss_mb"]) / (b - a) * 1000
@@ -286,12 +291,7 @@ def sparse_rates(run: Path, ks: list[int], stages: list[str]) -> dict:
     out: dict = json.loads(path.read_text()) if path.exists() else {}
     for k in ks:
         for stage in stages:
-            child = subprocess.run([sys.executable, __file__, "stage", "--run", str(run), "--stage", stage,
-                                    "--rows", str(PAPER["eval_images"]), str(PAPER["eval_images"]), "--k", str(k)],
-                                   capture_output=True, text=True, cwd=REPO)
-            if child.returncode:
-                raise RuntimeError(child.stderr[-2000:])
-            out.setdefault(stage, {})[str(k)] = json.loads(child.stdout.strip().splitlines()[-1])
+            out.setdefault(stage, {})[str(k)] = stage_in_child(run, stage, PAPER["eval_images"], k)
             path.write_text(json.dumps(out, indent=2) + "\n")
     return out
 

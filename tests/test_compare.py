@@ -252,3 +252,14 @@ def test_streamed_cka_moments_equal_the_whole_matrix_ones_for_sparse_dense_and_m
         got = np.array(astuple(sm.moments()), float)
         assert got == pytest.approx(want, rel=tol), mode
         assert np.array(astuple(sm.moments()), float).tolist() == got.tolist(), mode
+    # x against itself: one object per chunk (each conversion made once) gives what two copies give
+    want = np.array(astuple(cross_moments(x.astype(np.float64), x.astype(np.float64))), float)
+    for sparse, tol in ((True, 1e-12), (False, 1e-6)):  # dense float32 Gram: 1.4e-7 measured
+        once, twice = StreamingMoments(40, 40, block=16), StreamingMoments(40, 40, block=16)
+        for s in range(0, 500, 128):
+            chunk = sp.csr_matrix(x[s : s + 128]) if sparse else x[s : s + 128]
+            once.add(chunk, chunk)
+            twice.add(chunk, chunk.copy())
+        got = np.array(astuple(once.moments()), float)
+        assert got.tolist() == np.array(astuple(twice.moments()), float).tolist(), sparse
+        assert got == pytest.approx(want, rel=tol), sparse

@@ -121,10 +121,13 @@ class StreamingMoments:
         self.dense_sx, self.dense_sy = zeros(p), zeros(q)  # sums of the shifted dense rows
 
     def add(self, xc, yc) -> None:
+        """One chunk of rows of ``x`` and ``y`` (the same object for a Gram's moments: converted once)."""
         if sp.issparse(xc) and sp.issparse(yc):
-            self._add_sparse(sp.csr_matrix(xc, dtype=np.float64), sp.csr_matrix(yc, dtype=np.float64))
+            x = sp.csr_matrix(xc, dtype=np.float64)
+            self._add_sparse(x, x if yc is xc else sp.csr_matrix(yc, dtype=np.float64))
         else:
-            self._add_dense(*(self._tensor(m) for m in (xc, yc)))
+            x = self._tensor(xc)
+            self._add_dense(x, x if yc is xc else self._tensor(yc))
 
     def _tensor(self, m) -> torch.Tensor:
         m = m.toarray() if sp.issparse(m) else m
@@ -150,14 +153,19 @@ class StreamingMoments:
         self.g.numpy()[prod.row, prod.col] += prod.data  # a canonical product: each (row, col) once
 
     def _add_dense(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        x64, y64 = x.double(), y.double()
-        a, b = (x64 * x64).sum(1), (y64 * y64).sum(1)
+        same = y is x  # a Gram's chunk: each conversion made once
+        x64 = x.double()
+        y64 = x64 if same else y.double()
+        a = (x64 * x64).sum(1)
+        b = a if same else (y64 * y64).sum(1)
         self._add_rows(a, b, x64.sum(0), y64.sum(0), x64.T @ b, y64.T @ a)
         del x64, y64
-        x, y = x.float(), y.float()
+        x = x.float()
+        y = x if same else y.float()
         if self.shift is None:
             self.shift = (x.mean(0), y.mean(0))
-        xs, ys = x - self.shift[0], y - self.shift[1]
+        xs = x - self.shift[0]
+        ys = xs if same else y - self.shift[1]
         for s in range(0, self.g.shape[0], self.block):  # [block, q] float32 temporaries, added into float64
             self.g[s : s + self.block] += xs[:, s : s + self.block].T @ ys
         self.dense_n += len(xs)

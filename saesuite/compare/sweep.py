@@ -36,10 +36,10 @@ COLUMNS = ["name", "architecture", "l0_a", "l0_b", "l0_ratio", "topk_overlap", "
 SPARSE_BELOW = 1 / 48
 
 
-def _chunk(f: torch.Tensor):
-    """One chunk of codes for :class:`StreamingMoments`: on the CPU, sparse when it fires sparsely; else the
-    tensor itself (dense float32 GEMMs, on its device)."""
-    if f.device.type == "cpu" and int(torch.count_nonzero(f)) < SPARSE_BELOW * f.numel():
+def _chunk(f: torch.Tensor, nnz: torch.Tensor):
+    """One chunk of codes (with ``nnz`` non-zeros) for :class:`StreamingMoments`: on the CPU, sparse when it fires
+    sparsely; else the tensor itself (dense float32 GEMMs, on its device)."""
+    if f.device.type == "cpu" and int(nnz) < SPARSE_BELOW * f.numel():
         return sp.csr_matrix(f.numpy())
     return f
 
@@ -56,16 +56,17 @@ class _PairCodes:
     def add(self, fa: torch.Tensor, fb: torch.Tensor) -> None:
         self.top_a.update(self.rows, fa)
         self.top_b.update(self.rows, fb)
-        xa, xb = _chunk(fa), _chunk(fb)
+        na, nb = torch.count_nonzero(fa), torch.count_nonzero(fb)  # kept on the device: no wait per chunk
+        xa, xb = _chunk(fa, na), _chunk(fb, nb)
         self.ab.add(xa, xb)
         self.aa.add(xa, xa)
         self.bb.add(xb, xb)
         self.rows += len(fa)
-        self.nnz_a += int((fa != 0).sum())
-        self.nnz_b += int((fb != 0).sum())
+        self.nnz_a += na
+        self.nnz_b += nb
 
     def scores(self) -> dict:
-        return {"l0_a": self.nnz_a / self.rows, "l0_b": self.nnz_b / self.rows,
+        return {"l0_a": int(self.nnz_a) / self.rows, "l0_b": int(self.nnz_b) / self.rows,
                 "top_a": self.top_a.indices.numpy(), "top_b": self.top_b.indices.numpy(),
                 "debiased_cka_codes": debiased_from_moments(self.ab.moments(), self.aa.moments(), self.bb.moments())}
 
